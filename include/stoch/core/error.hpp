@@ -1,0 +1,59 @@
+// stoch — the one exception type, and the checks every layer shares.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+#include "stoch/core/matrix.hpp"
+
+namespace stoch {
+
+/// Every error stoch reports: bad shapes, bad arguments, bad files. The message names the problem.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+namespace internal {
+
+[[noreturn]] inline void fail(const std::string& message) { throw Error(message); }
+
+inline std::string shape_string(Index rows, Index cols) {
+  return std::to_string(rows) + " x " + std::to_string(cols);
+}
+
+/// Throws unless `rows` equals `expected_rows` (the feature count); `what` names the caller and argument.
+inline void check_rows(const char* what, Index rows, Index cols, Index expected_rows) {
+  if (rows != expected_rows)
+    fail(std::string(what) + ": shape mismatch, expected " + std::to_string(expected_rows) +
+         " rows (features) but got " + shape_string(rows, cols));
+}
+
+/// Throws unless the matrix is exactly `expected_rows x expected_cols`.
+inline void check_shape(const char* what, Index rows, Index cols, Index expected_rows,
+                        Index expected_cols) {
+  if (rows != expected_rows || cols != expected_cols)
+    fail(std::string(what) + ": shape mismatch, expected " +
+         shape_string(expected_rows, expected_cols) + " but got " + shape_string(rows, cols));
+}
+
+/// Throws on an empty batch (zero columns): a mean over no examples is undefined.
+inline void check_batch(const char* what, Index cols) {
+  if (cols <= 0) fail(std::string(what) + ": empty batch (0 columns)");
+}
+
+/// Throws unless 0 < value < 1 (probabilities, sparsity targets, moving-average rates).
+template <class T>
+void check_open_unit_interval(const char* what, T value) {
+  if (!(value > T(0) && value < T(1)))
+    fail(std::string(what) + " must be a probability in (0, 1), got " + std::to_string(value));
+}
+
+/// Throws unless value > 0 (learning rates, noise scales, norms).
+template <class T>
+void check_positive(const char* what, T value) {
+  if (!(value > T(0))) fail(std::string(what) + " must be > 0, got " + std::to_string(value));
+}
+
+}  // namespace internal
+}  // namespace stoch

@@ -1,0 +1,63 @@
+// stoch — a named parameter (or a piece of saved layer state) with its gradient and optimiser state.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "stoch/core/matrix.hpp"
+
+namespace stoch {
+
+/// Which axis of `value` holds one unit's incoming weights, for the max-norm constraint (App. A.4).
+/// `rows`: W is `out x in` (Linear); `columns`: stored transposed, `in x out` (the gated expert).
+enum class FanIn { rows, columns };
+
+/// A trainable parameter or a piece of layer state.
+///
+/// Layers own their parameters and expose pointers through `parameters()`. Backward *accumulates* into
+/// `grad` until the optimiser clears it. Layer state that must survive save/load but is not optimised
+/// (running averages, thresholds, adaptive penalties) is a Parameter with `trainable == false`.
+template <class T>
+struct Parameter {
+  std::string name;
+  Matrix<T> value;
+  Matrix<T> grad;      ///< same shape as value once the layer is built; zero until backward
+  Matrix<T> velocity;  ///< optimiser state (momentum); sized lazily by the optimiser
+  T learning_rate_scale = T(1);  ///< multiplies the optimiser's rate: per-group rates (App. A.4)
+  std::optional<T> max_norm;     ///< bound on each unit's incoming weight vector (App. A.4)
+  FanIn fan_in = FanIn::rows;
+  bool trainable = true;
+
+  Parameter() = default;
+  Parameter(std::string name_, Index rows, Index cols, bool trainable_ = true)
+      : name(std::move(name_)),
+        value(Matrix<T>::Zero(rows, cols)),
+        grad(Matrix<T>::Zero(trainable_ ? rows : 0, trainable_ ? cols : 0)),
+        trainable(trainable_) {}
+};
+
+/// What `parameters()` returns: non-owning pointers, valid while the layer lives and is not moved.
+template <class T>
+using ParameterList = std::vector<Parameter<T>*>;
+
+/// Appends `more` to `list` (composite layers gather their children's parameters).
+template <class T>
+void append(ParameterList<T>& list, const ParameterList<T>& more) {
+  list.insert(list.end(), more.begin(), more.end());
+}
+
+/// Sets every parameter's learning-rate scale, e.g. the gater's 0.01 relative rate for SBN (App. A.4).
+template <class T>
+void set_learning_rate_scale(const ParameterList<T>& list, T scale) {
+  for (Parameter<T>* p : list) p->learning_rate_scale = scale;
+}
+
+/// Sets the max-norm bound on every trainable weight matrix (not the biases: those are vectors).
+template <class T>
+void set_max_norm(const ParameterList<T>& list, T bound) {
+  for (Parameter<T>* p : list)
+    if (p->trainable && p->value.cols() > 1 && p->value.rows() > 1) p->max_norm = bound;
+}
+
+}  // namespace stoch

@@ -1,0 +1,99 @@
+// stoch — a flat chain of layers, itself a Layer: Sequential<Linear<T>, Tanh<T>, Linear<T>, ...>.
+#pragma once
+
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include "stoch/core/error.hpp"
+#include "stoch/layers/layer.hpp"
+
+namespace stoch {
+
+namespace internal {
+
+template <class Last, bool = Gate<Last>>
+struct GateTraitsOf {};
+
+/// A chain whose last layer is a gate is a gate with the same traits (the gater sub-network of Sec. 5).
+template <class Last>
+struct GateTraitsOf<Last, true> {
+  static constexpr bool needs_output_gradient = Last::needs_output_gradient;
+  static constexpr bool closed_gate_needs_gradient = Last::closed_gate_needs_gradient;
+};
+
+template <class... Ls>
+using LastOf = std::tuple_element_t<sizeof...(Ls) - 1, std::tuple<Ls...>>;
+
+}  // namespace internal
+
+/// Layers applied in order; forward feeds each output to the next, backward runs in reverse.
+/// Adjacent sizes are checked once, at construction.
+template <Layer First, Layer... Rest>
+class Sequential : public internal::GateTraitsOf<internal::LastOf<First, Rest...>> {
+ public:
+  using Scalar = typename First::Scalar;
+  static_assert((std::same_as<Scalar, typename Rest::Scalar> && ...),
+                "Sequential: all layers must share one scalar type");
+  static constexpr std::size_t size = 1 + sizeof...(Rest);
+
+  explicit Sequential(First first, Rest... rest) : layers_(std::move(first), std::move(rest)...) {
+    check_sizes(std::make_index_sequence<size - 1>{});
+  }
+
+  Index input_size() const { return std::get<0>(layers_).input_size(); }
+  Index output_size() const { return std::get<size - 1>(layers_).output_size(); }
+
+  const Matrix<Scalar>& forward(const MatrixCRef<Scalar>& x, Context<Scalar>& ctx) {
+    return forward_from<0>(x, ctx);
+  }
+
+  const Matrix<Scalar>& backward(const MatrixCRef<Scalar>& dy, Context<Scalar>& ctx) {
+    return backward_from<size - 1>(dy, ctx);
+  }
+
+  ParameterList<Scalar> parameters() {
+    ParameterList<Scalar> list;
+    std::apply([&](auto&... layer) { (append(list, layer.parameters()), ...); }, layers_);
+    return list;
+  }
+
+  template <std::size_t I>
+  auto& get() { return std::get<I>(layers_); }
+  template <std::size_t I>
+  const auto& get() const { return std::get<I>(layers_); }
+  auto& last() { return std::get<size - 1>(layers_); }
+  const auto& last() const { return std::get<size - 1>(layers_); }
+
+ private:
+  template <std::size_t... I>
+  void check_sizes(std::index_sequence<I...>) const {
+    (check_pair<I>(), ...);
+  }
+  template <std::size_t I>
+  void check_pair() const {
+    const Index out = std::get<I>(layers_).output_size();
+    const Index in = std::get<I + 1>(layers_).input_size();
+    if (out != in)
+      internal::fail("Sequential: layer " + std::to_string(I) + " outputs " + std::to_string(out) +
+                     " features but layer " + std::to_string(I + 1) + " takes " + std::to_string(in));
+  }
+
+  template <std::size_t I>
+  const Matrix<Scalar>& forward_from(const MatrixCRef<Scalar>& x, Context<Scalar>& ctx) {
+    const Matrix<Scalar>& y = std::get<I>(layers_).forward(x, ctx);
+    if constexpr (I + 1 < size) return forward_from<I + 1>(y, ctx);
+    else return y;
+  }
+
+  template <std::size_t I>
+  const Matrix<Scalar>& backward_from(const MatrixCRef<Scalar>& dy, Context<Scalar>& ctx) {
+    const Matrix<Scalar>& dx = std::get<I>(layers_).backward(dy, ctx);
+    if constexpr (I > 0) return backward_from<I - 1>(dx, ctx);
+    else return dx;
+  }
+
+  std::tuple<First, Rest...> layers_;
+};
+
+}  // namespace stoch

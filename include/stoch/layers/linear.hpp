@@ -1,0 +1,69 @@
+// stoch — the affine layer y = W x + b (Sec. 2: a_i = b_i + sum_j W_ij x_j).
+#pragma once
+
+#include <string>
+
+#include "stoch/core/error.hpp"
+#include "stoch/core/initialization.hpp"
+#include "stoch/layers/layer.hpp"
+
+namespace stoch {
+
+/// Affine map from `in` to `out` features. W is `out x in`, b is `out x 1`.
+template <class T>
+class Linear {
+ public:
+  using Scalar = T;
+
+  /// Zero weights and biases; call `initialize` (or use the other constructor) before training.
+  Linear(Index in, Index out, std::string name = "linear")
+      : weight_(name + ".W", out, in), bias_(name + ".b", out, 1) {
+    if (in <= 0 || out <= 0)
+      internal::fail("Linear: sizes must be positive, got in = " + std::to_string(in) +
+                     ", out = " + std::to_string(out));
+  }
+
+  /// Glorot-uniform weights drawn from `rng`, zero biases.
+  Linear(Index in, Index out, Generator& rng, std::string name = "linear") : Linear(in, out, std::move(name)) {
+    initialize(rng);
+  }
+
+  void initialize(Generator& rng) {
+    glorot_uniform<T>(rng, weight_.value, input_size(), output_size());
+    bias_.value.setZero();
+  }
+
+  Index input_size() const { return weight_.value.cols(); }
+  Index output_size() const { return weight_.value.rows(); }
+
+  const Matrix<T>& forward(const MatrixCRef<T>& x, Context<T>& ctx) {
+    internal::check_rows("Linear::forward: input", x.rows(), x.cols(), input_size());
+    internal::check_batch("Linear::forward", x.cols());
+    if (ctx.training()) input_ = x;  // kept for dW = dy x^T
+    output_.noalias() = weight_.value * x;
+    output_.colwise() += bias_.value.col(0);
+    return output_;
+  }
+
+  const Matrix<T>& backward(const MatrixCRef<T>& dy, Context<T>&) {
+    internal::check_shape("Linear::backward: output gradient", dy.rows(), dy.cols(), output_size(),
+                          input_.cols());
+    weight_.grad.noalias() += dy * input_.transpose();
+    bias_.grad.col(0) += dy.rowwise().sum();
+    input_gradient_.noalias() = weight_.value.transpose() * dy;
+    return input_gradient_;
+  }
+
+  ParameterList<T> parameters() { return {&weight_, &bias_}; }
+
+  Parameter<T>& weight() { return weight_; }
+  Parameter<T>& bias() { return bias_; }
+  const Parameter<T>& weight() const { return weight_; }
+  const Parameter<T>& bias() const { return bias_; }
+
+ private:
+  Parameter<T> weight_, bias_;
+  Matrix<T> input_, output_, input_gradient_;
+};
+
+}  // namespace stoch

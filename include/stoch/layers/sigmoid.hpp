@@ -1,0 +1,22 @@
+// stoch — logistic sigmoid sigm(a) = 1 / (1 + exp(-a)).
+#pragma once
+
+#include "stoch/layers/elementwise.hpp"
+#include "stoch/core/math.hpp"
+
+namespace stoch {
+
+template <class T>
+class Sigmoid : public internal::Elementwise<Sigmoid<T>, T> {
+ public:
+  explicit Sigmoid(Index units) : internal::Elementwise<Sigmoid<T>, T>(units, "Sigmoid") {}
+
+  void compute(const MatrixCRef<T>& a, Matrix<T>& h, Context<T>&) { h.array() = sigmoid(a.array()); }
+  // sigm'(a) = sigm(a) (1 - sigm(a)), from the stored output.
+  void differentiate(const MatrixCRef<T>& dh, Matrix<T>& da, Context<T>&) {
+    const auto& p = this->output_.array();
+    da.array() = dh.array() * p * (T(1) - p);
+  }
+};
+
+}  // namespace stoch
