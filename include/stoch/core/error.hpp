@@ -1,6 +1,7 @@
 // stoch — the one exception type, and the checks every layer shares.
 #pragma once
 
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -53,6 +54,25 @@ void check_open_unit_interval(const char* what, T value) {
 template <class T>
 void check_positive(const char* what, T value) {
   if (!(value > T(0))) fail(std::string(what) + " must be > 0, got " + std::to_string(value));
+}
+
+/// Throws unless value >= 0 (penalty strengths, regularisation weights).
+template <class T>
+void check_non_negative(const char* what, T value) {
+  if (!(value >= T(0))) fail(std::string(what) + " must be >= 0, got " + std::to_string(value));
+}
+
+/// Throws unless every entry of `m` is finite, naming the first NaN or Inf by feature (row) and example
+/// (column). Cheap next to a layer's product (one vectorised pass), so the first layer of a model can check
+/// its input and a NaN never reaches the parameters.
+template <class Derived>
+void check_finite(const char* what, const Eigen::DenseBase<Derived>& m) {
+  if (m.allFinite()) return;
+  for (Index j = 0; j < m.cols(); ++j)
+    for (Index i = 0; i < m.rows(); ++i)
+      if (!std::isfinite(m(i, j)))
+        fail(std::string(what) + ": non-finite value " + std::to_string(m(i, j)) + " (NaN or Inf) at feature " +
+             std::to_string(i) + " of example " + std::to_string(j));
 }
 
 }  // namespace internal

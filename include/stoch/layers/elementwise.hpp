@@ -17,7 +17,11 @@ class Elementwise {
  public:
   using Scalar = T;
 
-  explicit Elementwise(Index units, const char* name) : units_(units), name_(name) {
+  explicit Elementwise(Index units, const char* name)
+      : units_(units),
+        forward_what_(std::string(name) + "::forward"),
+        input_what_(std::string(name) + "::forward: input"),
+        gradient_what_(std::string(name) + "::backward: output gradient") {
     if (units <= 0) fail(std::string(name) + ": unit count must be positive, got " + std::to_string(units));
   }
 
@@ -25,15 +29,15 @@ class Elementwise {
   Index output_size() const { return units_; }
 
   const Matrix<T>& forward(const MatrixCRef<T>& a, Context<T>& ctx) {
-    check_rows((name_ + "::forward: input").c_str(), a.rows(), a.cols(), units_);
-    check_batch((name_ + "::forward").c_str(), a.cols());
+    check_rows(input_what_.c_str(), a.rows(), a.cols(), units_);
+    check_batch(forward_what_.c_str(), a.cols());
     output_.resize(a.rows(), a.cols());
     derived().compute(a, output_, ctx);
     return output_;
   }
 
   const Matrix<T>& backward(const MatrixCRef<T>& dh, Context<T>& ctx) {
-    check_shape((name_ + "::backward: output gradient").c_str(), dh.rows(), dh.cols(), units_,
+    check_shape(gradient_what_.c_str(), dh.rows(), dh.cols(), units_,
                 output_.cols());
     input_gradient_.resize(dh.rows(), dh.cols());
     derived().differentiate(dh, input_gradient_, ctx);
@@ -49,7 +53,8 @@ class Elementwise {
   Derived& derived() { return static_cast<Derived&>(*this); }
 
   Index units_;
-  std::string name_;
+  // The messages' prefixes, built once so that a checked call allocates nothing.
+  std::string forward_what_, input_what_, gradient_what_;
   Matrix<T> output_, input_gradient_;
 };
 

@@ -39,6 +39,7 @@ class Linear {
   const Matrix<T>& forward(const MatrixCRef<T>& x, Context<T>& ctx) {
     internal::check_rows("Linear::forward: input", x.rows(), x.cols(), input_size());
     internal::check_batch("Linear::forward", x.cols());
+    internal::check_finite("Linear::forward: input", x);
     if (ctx.training()) input_ = x;  // kept for dW = dy x^T
     output_.noalias() = weight_.value * x;
     output_.colwise() += bias_.value.col(0);

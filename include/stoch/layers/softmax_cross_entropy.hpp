@@ -1,6 +1,7 @@
 // stoch — softmax output with the cross-entropy loss (App. A: "softmax over the 10 MNIST classes").
 #pragma once
 
+#include <cmath>
 #include <span>
 #include <string>
 
@@ -49,6 +50,12 @@ class SoftmaxCrossEntropy {
       const T shifted_logit = std::log(probabilities_(labels_[j], j));
       ctx.example_loss[j] = std::log(sums[j]) - shifted_logit;
     }
+    // NaN or Inf in the logits (from the input, or from diverging weights) gives a non-finite loss;
+    // training must stop there with a message rather than carry NaN into every parameter.
+    for (Index j = 0; j < batch; ++j)
+      if (!std::isfinite(ctx.example_loss[j]))
+        internal::fail("SoftmaxCrossEntropy::forward: the loss of example " + std::to_string(j) +
+                       " is not finite (NaN or Inf in the logits; check the input and the learning rate)");
     probabilities_.array().rowwise() /= sums.array();
     return ctx.example_loss.mean();
   }

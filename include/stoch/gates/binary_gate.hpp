@@ -1,0 +1,141 @@
+// stoch — what the gates share: the test-time threshold (App. A.3), the scores it is applied to, the
+// optional KL sparsity hook (Eq. 14), and the sigmoid-Bernoulli unit h = 1[u < sigm(a)] of SBN and ST.
+#pragma once
+
+#include <cmath>
+#include <optional>
+#include <string>
+
+#include "stoch/core/distributions.hpp"
+#include "stoch/core/error.hpp"
+#include "stoch/core/math.hpp"
+#include "stoch/layers/elementwise.hpp"
+#include "stoch/regularizers/kl_sparsity.hpp"
+
+namespace stoch::internal {
+
+/// CRTP base of the thresholded gates (NoisyRectifier, StochasticTimesSmooth, StochasticBinary,
+/// StraightThrough). On top of Elementwise it owns
+///   - the test-time threshold t (App. A.3): a `1 x 1` Parameter with trainable == false, named
+///     "<name>.threshold", so that a calibrated t is saved and loaded with the model;
+///   - `scores()`: what the evaluation forward compared with t (`units x batch`), for calibration;
+///   - the optional KL penalty of Eq. 14 on the sigmoid probabilities (used by the sigmoid-based gates);
+///   - the check that backward follows a training-mode forward (an evaluation forward keeps nothing).
+/// `Derived` implements compute()/differentiate() as for Elementwise, and calls eval_binary() or
+/// eval_valued() in evaluation mode.
+template <class Derived, class T>
+class GateBase : public Elementwise<Derived, T> {
+  using Base = Elementwise<Derived, T>;
+
+ public:
+  /// `kind` is the class name used in error messages; `name` prefixes the saved state's names.
+  GateBase(Index units, const char* kind, std::string name, T initial_threshold,
+           std::optional<KlSparsity<T>> kl = std::nullopt)
+      : Base(units, kind), name_(std::move(name)), kl_(kl),
+        threshold_(name_ + ".threshold", 1, 1, /*trainable=*/false) {
+    if (kl_) kl_->validate();
+    set_threshold(initial_threshold);
+  }
+
+  /// `a` is `units x batch`. Train: samples (from ctx.generator()) and keeps what backward needs.
+  /// Eval: the deterministic, thresholded counterpart; draws nothing and needs no generator.
+  const Matrix<T>& forward(const MatrixCRef<T>& a, Context<T>& ctx) {
+    trained_ = false;  // a throwing forward leaves nothing for backward
+    const Matrix<T>& h = Base::forward(a, ctx);
+    trained_ = ctx.training();
+    return h;
+  }
+
+  /// dh = dL/dh (`units x batch`, the last forward's batch). Requires a training-mode forward.
+  const Matrix<T>& backward(const MatrixCRef<T>& dh, Context<T>& ctx) {
+    require_training_forward();
+    return Base::backward(dh, ctx);
+  }
+
+  /// The test-time threshold t (App. A.3): evaluation outputs are non-zero only where score > t.
+  T threshold() const { return threshold_.value(0, 0); }
+  void set_threshold(T t) {
+    if (!std::isfinite(t)) fail(this->name_ + ": threshold must be finite, got " + std::to_string(t));
+    threshold_.value(0, 0) = t;
+  }
+
+  /// What the last evaluation forward thresholded (`units x batch`; empty before any evaluation forward):
+  /// p = sigm(a) for SBN and ST, sqrt(p) for STS, a + c for the noisy rectifier.
+  const Matrix<T>& scores() const { return scores_; }
+
+  /// Number of non-zero entries of the last forward's output (the gated layer's active set size).
+  Index active_count() const { return (this->output_.array() != T(0)).count(); }
+
+  /// The prefix of the saved state's names ("<name>.threshold", ...).
+  const std::string& name() const { return name_; }
+
+  const std::optional<KlSparsity<T>>& kl() const { return kl_; }
+
+ protected:
+  void require_training_forward() const {
+    if (!trained_)
+      fail(this->name_ + "::backward: needs a preceding forward in Mode::train (an evaluation forward "
+                         "keeps nothing for backward)");
+  }
+
+  /// Eval for 0/1 gates: h = 1[score > t].
+  void eval_binary(Matrix<T>& h) const {
+    h.array() = (scores_.array() > threshold()).template cast<T>();
+  }
+  /// Eval for valued gates: h = score where score > t, else 0.
+  void eval_valued(Matrix<T>& h) const {
+    h.array() = (scores_.array() > threshold()).select(scores_.array(), T(0));
+  }
+
+  /// Adds d(Eq. 14)/da to da when the KL penalty is configured; p = sigm(a) (`units x batch`).
+  void add_kl_gradient(const Matrix<T>& p, Matrix<T>& da) const {
+    if (kl_) kl_->add_gradient_wrt_pre_activation(p, da);
+  }
+  /// Eq. 14's value on p, or 0 without the penalty.
+  T kl_value(const Matrix<T>& p) const { return kl_ && p.cols() > 0 ? kl_->value(p) : T(0); }
+
+  std::string name_;
+  std::optional<KlSparsity<T>> kl_;
+  Parameter<T> threshold_;
+  Matrix<T> scores_;
+  bool trained_ = false;
+};
+
+/// The stochastic binary unit shared by StochasticBinary (Sec. 3) and StraightThrough (Sec. 4):
+///   train: p = sigm(a), h = 1[u < p], u ~ U(0, 1) — Eq. 3 with its erratum fixed (P(h = 1) = sigm(a),
+///          as Theorem 1's proof requires);
+///   eval:  h = 1[p > t], the deterministic counterpart with the calibratable threshold t (App. A.3).
+/// The two differ only in backward (the estimator), which `Derived` provides.
+template <class Derived, class T>
+class SigmoidBernoulliGate : public GateBase<Derived, T> {
+  using Base = GateBase<Derived, T>;
+
+ public:
+  SigmoidBernoulliGate(Index units, const char* kind, std::string name, std::optional<KlSparsity<T>> kl)
+      : Base(units, kind, std::move(name), T(0.5), kl) {}
+
+  void compute(const MatrixCRef<T>& a, Matrix<T>& h, Context<T>& ctx) {
+    if (!ctx.training()) {
+      this->scores_.resize(a.rows(), a.cols());
+      this->scores_.array() = sigmoid(a.array());
+      this->eval_binary(h);
+      return;
+    }
+    p_.resize(a.rows(), a.cols());
+    p_.array() = sigmoid(a.array());
+    fill_bernoulli<T>(ctx.generator(), p_, h);
+  }
+
+  /// p = sigm(a) of the last training forward (`units x batch`).
+  const Matrix<T>& probabilities() const { return p_; }
+
+  /// Eq. 14 on the last training forward's p (0 without a KL penalty): add it to the reported criterion.
+  T sparsity_penalty() const { return this->kl_value(p_); }
+
+  ParameterList<T> parameters() { return {&this->threshold_}; }
+
+ protected:
+  Matrix<T> p_;
+};
+
+}  // namespace stoch::internal

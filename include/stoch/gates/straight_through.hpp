@@ -1,0 +1,53 @@
+// stoch — the straight-through estimator (Sec. 4, Eq. 13; Hinton 2012, lecture 15b): a stochastic binary
+// unit whose backward copies dL/dh as the gradient on the sigmoid's input.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "stoch/gates/binary_gate.hpp"
+#include "stoch/gates/threshold.hpp"
+
+namespace stoch {
+
+template <class T>
+struct StraightThroughOptions {
+  /// false: dL/da = dL/dh (Eq. 13, the paper's best, App. A.4); true: the variant dL/dh * sigm'(a).
+  bool sigmoid_derivative = false;
+  std::optional<KlSparsity<T>> kl = std::nullopt;  ///< Eq. 14 on p = sigm(a); off when empty
+};
+
+/// h = 1[u < p], p = sigm(a), on pre-activations `a` (`units x batch`) (Eq. 3 with its erratum fixed).
+/// Backward: dL/da = dL/dh (or dL/dh * p (1 - p)), plus the KL penalty's gradient when configured: a
+/// biased estimator, back-propagating through the threshold as if it were the identity.
+/// Evaluation: h = 1[p > t], t calibratable (default 0.5). Saved state: "<name>.threshold".
+template <class T>
+class StraightThrough : public internal::SigmoidBernoulliGate<StraightThrough<T>, T> {
+  using Base = internal::SigmoidBernoulliGate<StraightThrough<T>, T>;
+
+ public:
+  /// A closed gate (h = 0) still receives dL/dh = dy * H: that is how it learns to open, so the expert value
+  /// is needed for every gate in training (the gated layer computes the expert densely).
+  static constexpr bool needs_output_gradient = true;
+  static constexpr bool closed_gate_needs_gradient = true;
+
+  explicit StraightThrough(Index units, StraightThroughOptions<T> options = {},
+                           std::string name = "straight_through")
+      : Base(units, "StraightThrough", std::move(name), options.kl), options_(options) {}
+
+  void differentiate(const MatrixCRef<T>& dh, Matrix<T>& da, Context<T>&) {
+    const Matrix<T>& p = this->p_;
+    if (options_.sigmoid_derivative)
+      da.array() = dh.array() * p.array() * (T(1) - p.array());
+    else
+      da = dh;
+    this->add_kl_gradient(p, da);
+  }
+
+  const StraightThroughOptions<T>& options() const { return options_; }
+
+ private:
+  StraightThroughOptions<T> options_;
+};
+
+}  // namespace stoch

@@ -1,0 +1,129 @@
+// stoch — stochastic gradient descent with momentum, per-group learning rates and the max-norm constraint
+// (App. A.4: learning rate 0.1, 0.001 for the SBN gater; momentum for STS; incoming-weight norms <= 2).
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "stoch/core/error.hpp"
+#include "stoch/core/matrix.hpp"
+#include "stoch/core/parameter.hpp"
+
+namespace stoch {
+
+template <class T>
+struct SgdOptions {
+  T learning_rate = T(0.1);  ///< > 0 (App. A.4's 0.1)
+  T momentum = T(0);         ///< in [0, 1); 0 is plain SGD
+};
+
+/// Updates every `trainable` Parameter of the list; non-trainable state (running averages, thresholds, the
+/// adaptive L1 lambda) is skipped, so the list a model's `parameters()` returns can be passed as it is.
+///
+/// `step()`, for each trainable parameter, with rate = learning_rate * parameter.learning_rate_scale:
+///   velocity = momentum * velocity - rate * grad;   value += velocity;
+/// then, if `max_norm` is set, rescales each unit's incoming weight vector (row i of `value` for FanIn::rows,
+/// column i for FanIn::columns) whose Euclidean norm exceeds the bound down to the bound (App. A.4), and
+/// finally clears `grad`. The velocities live in Parameter::velocity (so a checkpoint can save and restore
+/// them); a velocity whose shape does not match `value` (e.g. empty) is (re)started at zero. Once every
+/// velocity and max-norm buffer is sized, `step()` allocates nothing.
+template <class T>
+class Sgd {
+ public:
+  explicit Sgd(ParameterList<T> params, SgdOptions<T> options = {})
+      : params_(std::move(params)), options_(options), norms_(params_.size()) {
+    check_options(options_);
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      if (params_[k] == nullptr) internal::fail("Sgd: parameter " + std::to_string(k) + " is a null pointer");
+      size_velocity(*params_[k]);
+    }
+  }
+
+  void step() {
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      Parameter<T>& p = *params_[k];
+      if (!p.trainable) continue;
+      check_parameter(p);
+      size_velocity(p);
+      const T rate = options_.learning_rate * p.learning_rate_scale;
+      p.velocity = options_.momentum * p.velocity - rate * p.grad;
+      p.value += p.velocity;
+      if (p.max_norm) apply_max_norm(p, *p.max_norm, norms_[k]);
+      p.grad.setZero();
+    }
+  }
+
+  /// Clears the gradient of every trainable parameter (backward accumulates until this or `step()`).
+  void zero_grad() {
+    for (Parameter<T>* p : params_)
+      if (p->trainable) p->grad.setZero();
+  }
+
+  /// Sets every velocity to zero (e.g. when restarting from a checkpoint saved without velocities).
+  void reset_velocity() {
+    for (Parameter<T>* p : params_)
+      if (p->trainable) p->velocity.setZero(p->value.rows(), p->value.cols());
+  }
+
+  void set_learning_rate(T learning_rate) {
+    check_options({learning_rate, options_.momentum});
+    options_.learning_rate = learning_rate;
+  }
+  void set_momentum(T momentum) {
+    check_options({options_.learning_rate, momentum});
+    options_.momentum = momentum;
+  }
+  T learning_rate() const { return options_.learning_rate; }
+  T momentum() const { return options_.momentum; }
+  const SgdOptions<T>& options() const { return options_; }
+  const ParameterList<T>& parameters() const { return params_; }
+
+ private:
+  static void check_options(const SgdOptions<T>& options) {
+    internal::check_positive("Sgd: learning_rate", options.learning_rate);
+    if (!(options.momentum >= T(0) && options.momentum < T(1)))
+      internal::fail("Sgd: momentum must be in [0, 1), got " + std::to_string(options.momentum));
+  }
+
+  /// Only builds a message on failure: step() must not allocate.
+  static void check_parameter(const Parameter<T>& p) {
+    auto where = [&] { return "Sgd: parameter '" + p.name + "'"; };
+    if (p.grad.rows() != p.value.rows() || p.grad.cols() != p.value.cols())
+      internal::fail(where() + ": gradient is " + internal::shape_string(p.grad.rows(), p.grad.cols()) +
+                     " but the value is " + internal::shape_string(p.value.rows(), p.value.cols()));
+    if (!(p.learning_rate_scale >= T(0)))
+      internal::check_non_negative((where() + ": learning_rate_scale").c_str(), p.learning_rate_scale);
+    if (p.max_norm && !(*p.max_norm > T(0)))
+      internal::check_positive((where() + ": max_norm").c_str(), *p.max_norm);
+  }
+
+  static void size_velocity(Parameter<T>& p) {
+    if (p.trainable && (p.velocity.rows() != p.value.rows() || p.velocity.cols() != p.value.cols()))
+      p.velocity.setZero(p.value.rows(), p.value.cols());
+  }
+
+  /// App. A.4: every unit's incoming weight vector is projected back onto the ball of radius `bound`.
+  static void apply_max_norm(Parameter<T>& p, T bound, Vector<T>& scale) {
+    Matrix<T>& w = p.value;
+    if (p.fan_in == FanIn::columns) {
+      for (Index j = 0; j < w.cols(); ++j) {
+        const T norm = w.col(j).norm();
+        if (norm > bound) w.col(j) *= bound / norm;
+      }
+      return;
+    }
+    // Rows are strided in column-major storage: compute all row norms in one column-wise pass, then scale.
+    scale.resize(w.rows());  // no-op once sized
+    scale.noalias() = w.rowwise().norm();
+    for (Index i = 0; i < scale.size(); ++i) scale[i] = scale[i] > bound ? bound / scale[i] : T(1);
+    w.array().colwise() *= scale.array();
+  }
+
+  ParameterList<T> params_;
+  SgdOptions<T> options_;
+  std::vector<Vector<T>> norms_;  ///< per-parameter buffer for the row-wise max-norm
+};
+
+}  // namespace stoch

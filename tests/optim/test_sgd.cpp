@@ -1,0 +1,160 @@
+// Eigen's malloc guard, made to throw (release builds disable eigen_assert), so the test can prove that
+// Sgd::step allocates nothing once its buffers are sized.
+#define EIGEN_RUNTIME_NO_MALLOC
+#include <stdexcept>
+#define eigen_assert(x)                                                                 \
+  do {                                                                                  \
+    if (!(x)) throw std::runtime_error("Eigen assertion failed: " #x);                  \
+  } while (false)
+
+#include "stoch/optim/sgd.hpp"
+
+#include "support/catch.hpp"
+#include "support/gradient_check.hpp"
+
+using namespace stoch;
+
+namespace {
+
+template <class T>
+Parameter<T> make_parameter(const char* name, Index rows, Index cols, std::uint64_t seed, T scale = T(1)) {
+  Parameter<T> p(name, rows, cols);
+  p.value = test::random_matrix<T>(rows, cols, seed, scale);
+  return p;
+}
+
+template <class T>
+T tolerance() {
+  return T(16) * std::numeric_limits<T>::epsilon();
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("Sgd momentum steps match a hand computation", "[sgd]", float, double) {
+  using T = TestType;
+  Parameter<T> p("w", 2, 1);
+  p.value << 1, 2;
+  p.velocity.resize(2, 1);
+  p.velocity << T(0.2), T(0);  // an existing velocity (e.g. from a checkpoint) is kept
+  Sgd<T> sgd({&p}, {.learning_rate = T(0.1), .momentum = T(0.9)});
+
+  p.grad << T(0.5), T(-1);
+  sgd.step();  // v = 0.9 v - 0.1 g = (0.13, 0.1); w = (1.13, 2.1)
+  CHECK(p.velocity(0) == Approx(0.13));
+  CHECK(p.velocity(1) == Approx(0.1));
+  CHECK(p.value(0) == Approx(1.13));
+  CHECK(p.value(1) == Approx(2.1));
+  CHECK(p.grad.isZero(0));  // cleared
+
+  p.grad << T(0.5), T(-1);
+  sgd.step();  // v = (0.9 * 0.13 - 0.05, 0.9 * 0.1 + 0.1) = (0.067, 0.19)
+  CHECK(p.value(0) == Approx(1.197));
+  CHECK(p.value(1) == Approx(2.29));
+}
+
+TEMPLATE_TEST_CASE("Sgd without momentum is plain gradient descent, per-group scale applied", "[sgd]", float,
+                   double) {
+  using T = TestType;
+  Parameter<T> main = make_parameter<T>("main.W", 3, 4, 1), gater = make_parameter<T>("gater.W", 3, 4, 2);
+  Parameter<T> state = make_parameter<T>("gate.threshold", 3, 1, 3);
+  state.trainable = false;
+  gater.learning_rate_scale = T(0.01);  // App. A.4: the SBN gater learns 100 times slower
+  const Matrix<T> main_before = main.value, gater_before = gater.value, state_before = state.value;
+  const Matrix<T> g1 = test::random_matrix<T>(3, 4, 4), g2 = test::random_matrix<T>(3, 4, 5);
+  main.grad = g1;
+  gater.grad = g2;
+  Sgd<T> sgd({&main, &gater, &state}, {.learning_rate = T(0.1)});
+  sgd.step();
+  CHECK(main.value.isApprox(main_before - T(0.1) * g1));
+  CHECK(gater.value.isApprox(gater_before - T(0.001) * g2));
+  CHECK((state.value.array() == state_before.array()).all());  // non-trainable state untouched
+  CHECK(main.grad.isZero(0));
+  CHECK(gater.grad.isZero(0));
+
+  sgd.set_learning_rate(T(0.5));
+  main.grad = g1;
+  const Matrix<T> before = main.value;
+  sgd.step();
+  CHECK(main.value.isApprox(before - T(0.5) * g1));
+
+  main.grad = g1;
+  sgd.zero_grad();
+  CHECK(main.grad.isZero(0));
+}
+
+TEMPLATE_TEST_CASE("Max-norm holds after every step, rows and columns", "[sgd]", float, double) {
+  using T = TestType;
+  const T bound = T(2);
+  Parameter<T> rows = make_parameter<T>("linear.W", 6, 5, 7, T(0.5));
+  Parameter<T> cols = make_parameter<T>("expert.W", 5, 6, 8, T(0.5));
+  cols.fan_in = FanIn::columns;
+  set_max_norm<T>({&rows, &cols}, bound);
+  Sgd<T> sgd({&rows, &cols}, {.learning_rate = T(0.3), .momentum = T(0.5)});
+
+  int clipped_rows = 0, clipped_cols = 0;
+  for (int step = 0; step < 40; ++step) {
+    rows.grad = test::random_matrix<T>(6, 5, 100 + step);
+    cols.grad = test::random_matrix<T>(5, 6, 200 + step);
+    // The unconstrained update, to check that units within the bound are left alone.
+    const Matrix<T> free_rows = rows.value + (sgd.momentum() * rows.velocity - sgd.learning_rate() * rows.grad);
+    const Matrix<T> free_cols = cols.value + (sgd.momentum() * cols.velocity - sgd.learning_rate() * cols.grad);
+    sgd.step();
+    for (Index i = 0; i < 6; ++i) {
+      REQUIRE(rows.value.row(i).norm() <= bound * (1 + tolerance<T>()));
+      if (free_rows.row(i).norm() > bound)
+        ++clipped_rows;
+      else
+        REQUIRE(rows.value.row(i).isApprox(free_rows.row(i)));
+      REQUIRE(cols.value.col(i).norm() <= bound * (1 + tolerance<T>()));
+      if (free_cols.col(i).norm() > bound)
+        ++clipped_cols;
+      else
+        REQUIRE(cols.value.col(i).isApprox(free_cols.col(i)));
+    }
+  }
+  CHECK(clipped_rows > 10);  // the constraint was active, so the checks above were not vacuous
+  CHECK(clipped_cols > 10);
+}
+
+TEST_CASE("Sgd::step allocates nothing once sized", "[sgd]") {
+  Parameter<double> w = make_parameter<double>("w", 20, 30, 1);
+  Parameter<double> b = make_parameter<double>("b", 20, 1, 2);
+  Parameter<double> e = make_parameter<double>("e", 30, 20, 3);
+  e.fan_in = FanIn::columns;
+  set_max_norm<double>({&w, &b, &e}, 0.5);
+  Sgd<double> sgd({&w, &b, &e}, {.learning_rate = 0.1, .momentum = 0.9});
+  sgd.step();  // sizes the max-norm buffer
+  Eigen::internal::set_is_malloc_allowed(false);
+  bool threw = false;
+  try {
+    for (int i = 0; i < 5; ++i) {
+      w.grad.setOnes();
+      e.grad.setOnes();
+      sgd.step();
+    }
+  } catch (const std::exception&) {
+    threw = true;
+  }
+  Eigen::internal::set_is_malloc_allowed(true);
+  CHECK_FALSE(threw);
+  // The guard is live: an allocation under it is caught.
+  Eigen::internal::set_is_malloc_allowed(false);
+  CHECK_THROWS(Matrix<double>(100, 100));
+  Eigen::internal::set_is_malloc_allowed(true);
+}
+
+TEST_CASE("Sgd rejects bad options and bad parameters, naming them", "[sgd]") {
+  Parameter<float> p("gater.W", 2, 2);
+  REQUIRE_THROWS_MESSAGE(Sgd<float>({&p}, {.learning_rate = 0.0f}), "learning_rate must be > 0");
+  REQUIRE_THROWS_MESSAGE(Sgd<float>({&p}, {.learning_rate = -0.1f}), "learning_rate must be > 0");
+  REQUIRE_THROWS_MESSAGE(Sgd<float>({&p}, {.momentum = 1.0f}), "momentum must be in [0, 1)");
+  REQUIRE_THROWS_MESSAGE(Sgd<float>({&p}, {.momentum = -0.5f}), "momentum must be in [0, 1)");
+  REQUIRE_THROWS_MESSAGE(Sgd<float>({nullptr}), "null pointer");
+  Sgd<float> sgd({&p});
+  REQUIRE_THROWS_MESSAGE(sgd.set_learning_rate(0.0f), "learning_rate");
+  p.max_norm = 0.0f;
+  REQUIRE_THROWS_MESSAGE(sgd.step(), "'gater.W': max_norm must be > 0");
+  p.max_norm.reset();
+  p.grad.resize(3, 2);
+  REQUIRE_THROWS_MESSAGE(sgd.step(), "'gater.W': gradient is 3 x 2 but the value is 2 x 2");
+}
