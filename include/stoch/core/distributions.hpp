@@ -1,14 +1,32 @@
 // stoch — noise samplers that fill a whole matrix at once from a Generator.
 //
-// Every sampler consumes a fixed number of words per element (Beta excepted: it uses rejection), in
-// column-major order, in chunks on the stack: no allocation, and the result for element k depends only on
-// the generator's position, never on how a batch was split.
+// Reproducibility contract. Every sample is a function of (seed, stream, its word position) only:
+//   - a sampler consumes a fixed number of words per element (uniform: 1 word for float, 2 for double;
+//     Bernoulli, logistic and Gaussian: as uniform; Beta: 4 uniforms, 6 if a shape is below 1), column-
+//     major, and moves the generator's position by exactly that many words per element. So a fill can
+//     also be split across threads: give each part a copy of the generator positioned at
+//     start + (first element) * (words per element);
+//   - the value of an element does not depend on how a fill is split into calls: filling 2000 x 32 twice is
+//     bit-identical to one 2000 x 64 fill, for every sampler including Beta (see fill_beta for how its
+//     rejection sampling is kept position-bound);
+//   - on one build (same compiler flags and instruction set) the bits are identical run to run. Uniform
+//     and Bernoulli use exact arithmetic only and are identical across instruction sets too; the samplers
+//     built on log/exp (Gaussian, logistic, Beta) may differ in the last bits between, e.g., an AVX2 and an
+//     AVX-512 build, because Eigen's vectorised log/exp is used for every element (never a mix of the
+//     vectorised and the scalar libm form, which would make bits depend on where a chunk boundary falls).
+// Work is done in chunks on the stack (no allocation per call), and vectorises: Philox words come 8 or
+// 16 blocks at a time (random.hpp), conversions and transcendental functions run on whole SIMD packets.
 #pragma once
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <numbers>
-#include <type_traits>
+#include <string>
+#include <vector>
 
 #include "stoch/core/error.hpp"
 #include "stoch/core/matrix.hpp"
@@ -18,39 +36,113 @@ namespace stoch {
 
 namespace internal {
 
-inline constexpr Index kNoiseChunk = 256;  // elements per stack chunk
+/// Kernels run on whole multiples of this many elements, 64-byte aligned (an AVX-512 float packet), so
+/// that Eigen never falls back to its scalar path for a tail.
+inline constexpr Index kSimdPad = 16;
 
-/// Open-interval uniform (0, 1) from one word (float, 24 bits) or two words (double, 53 bits).
+/// Open-interval uniform (0, 1) from one word (float, 23 bits) or two words (double, 52 bits). Both use
+/// exact arithmetic only, and vectorise.
 template <class T>
 struct UniformBits;
 
 template <>
 struct UniformBits<float> {
   static constexpr int words = 1;
-  static float convert(const std::uint32_t* w) {
-    return (static_cast<float>(w[0] >> 8) + 0.5f) * (1.0f / 16777216.0f);
+  /// (m + 1/2) 2^-23 with m the top 23 bits: from 2^-24 to 1 - 2^-24, both representable (with 24 bits,
+  /// (2^24 - 1/2) 2^-24 would round to 1).
+  static float convert(const std::uint32_t* w) noexcept {
+    return (static_cast<float>(static_cast<std::int32_t>(w[0] >> 9)) + 0.5f) * 0x1.0p-23f;
   }
 };
 
 template <>
 struct UniformBits<double> {
   static constexpr int words = 2;
-  static double convert(const std::uint32_t* w) {
-    const std::uint64_t bits = (static_cast<std::uint64_t>(w[0]) << 32 | w[1]) >> 11;
-    return (static_cast<double>(bits) + 0.5) * (1.0 / 9007199254740992.0);
+  /// (m + 1/2) 2^-52 with m the top 52 bits of (w[1] w[0]): the float in [1, 2) with mantissa m, minus
+  /// 1 - 2^-53 (exact by Sterbenz's lemma). From 2^-53 to 1 - 2^-53.
+  static double convert(const std::uint32_t* w) noexcept {
+    const std::uint64_t m = (static_cast<std::uint64_t>(w[1]) << 32 | w[0]) >> 12;
+    return std::bit_cast<double>(m | 0x3FF0000000000000ull) - (1.0 - 0x1.0p-53);
   }
 };
 
-/// Fills `out` (contiguous, `n` elements) with U(0, 1) samples.
 template <class T>
-void fill_uniform_raw(Generator& rng, T* out, Index n) {
-  constexpr int kWords = UniformBits<T>::words;
-  std::uint32_t words[kNoiseChunk * kWords];
-  for (Index start = 0; start < n; start += kNoiseChunk) {
-    const Index count = std::min<Index>(kNoiseChunk, n - start);
-    rng.fill(words, static_cast<std::size_t>(count * kWords));
-    for (Index i = 0; i < count; ++i) out[start + i] = UniformBits<T>::convert(words + kWords * i);
+inline void convert_uniform(const std::uint32_t* words, T* u, Index n) noexcept {
+  constexpr int W = UniformBits<T>::words;
+  for (Index i = 0; i < n; ++i) u[i] = UniformBits<T>::convert(words + W * i);
+}
+
+template <class T>
+using AlignedArrayMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>, Eigen::Aligned64>;
+
+/// Taylor coefficients (-1)^n / (2n + 1)! (sine) and (-1)^n / (2n)! (cosine), n = 0 .. N - 1.
+template <class T, int N>
+struct SinCosCoefficients {
+  T sin[N], cos[N];
+  constexpr SinCosCoefficients() : sin(), cos() {
+    double factorial = 1;  // (2n)!
+    for (int n = 0; n < N; ++n) {
+      if (n > 0) factorial *= (2 * n - 1) * (2 * n);
+      const double sign = n % 2 == 0 ? 1 : -1;
+      cos[n] = static_cast<T>(sign / factorial);
+      sin[n] = static_cast<T>(sign / (factorial * (2 * n + 1)));
+    }
   }
+};
+
+/// sin(2 pi t) and cos(2 pi t) for t in (0, 1), branch-free so that loops over it vectorise: reduce to the
+/// nearest quarter turn k (exactly: 4t and 4t - k are exact), then Taylor polynomials on |phi| <= pi/4
+/// (truncation error below 2e-10 in float and 1e-17 in double, under the types' rounding).
+template <class T>
+inline void sincos_2pi(T t, T& s, T& c) noexcept {
+  constexpr int kTerms = std::is_same_v<T, float> ? 6 : 9;
+  static constexpr SinCosCoefficients<T, kTerms> coef{};
+  const T x = T(4) * t;
+  const T k = static_cast<T>(static_cast<std::int32_t>(x + T(0.5)));  // x + 1/2 > 0: truncation = floor
+  const T phi = (x - k) * T(std::numbers::pi / 2);
+  const T p2 = phi * phi;
+  T sp = coef.sin[kTerms - 1], cp = coef.cos[kTerms - 1];
+  for (int n = kTerms - 2; n >= 0; --n) {
+    sp = sp * p2 + coef.sin[n];
+    cp = cp * p2 + coef.cos[n];
+  }
+  sp *= phi;
+  const bool odd = (k == T(1)) | (k == T(3));
+  const bool negate_sin = (k == T(2)) | (k == T(3));
+  const bool negate_cos = (k == T(1)) | (k == T(2));
+  const T s1 = odd ? cp : sp;
+  const T c1 = odd ? sp : cp;
+  s = negate_sin ? -s1 : s1;
+  c = negate_cos ? -c1 : c1;
+}
+
+/// Runs `kernel(words, values, slots, first_word)` over whole blocks of `S` slots (each slot `W` words,
+/// block b of the stream = slots [b S, (b + 1) S)) that cover the next `n` slots of `rng`, and copies the
+/// covered values to `out`. Blocks are aligned to the stream's slot index, not to the call, so every value
+/// is a function of its position alone; a kernel may therefore pair slots inside a block. `first_word` is
+/// the word position of the first slot the kernel receives; `slots` is a multiple of kSimdPad and S.
+template <class T, Index S, Index W, Index Chunk, class Kernel>
+void sample_blocks(Generator& rng, T* out, Index n, Kernel&& kernel) {
+  static_assert(Chunk % S == 0 && Chunk % kSimdPad == 0);
+  if (n <= 0) return;
+  const std::uint64_t start = rng.position();
+  const std::uint64_t offset = start % W;  // slots sit at offset + s W
+  const std::uint64_t first_slot = start / W;
+  const std::uint64_t end_slot = first_slot + static_cast<std::uint64_t>(n);
+  alignas(64) std::uint32_t words[Chunk * W];
+  alignas(64) T values[Chunk];
+  for (std::uint64_t slot = first_slot / S * S; slot < end_slot;) {
+    const Index wanted = static_cast<Index>(std::min<std::uint64_t>(Chunk, end_slot - slot));
+    const Index slots = (wanted + S - 1) / S * S;
+    const Index padded = (slots + kSimdPad - 1) / kSimdPad * kSimdPad;
+    const std::uint64_t first_word = offset + slot * W;
+    rng.fill_at(first_word, words, static_cast<std::size_t>(padded * W));
+    kernel(static_cast<const std::uint32_t*>(words), values, padded, first_word);
+    const std::uint64_t lo = std::max(slot, first_slot), hi = std::min<std::uint64_t>(slot + slots, end_slot);
+    std::memcpy(out + (lo - first_slot), values + (lo - slot), (hi - lo) * sizeof(T));
+    slot += static_cast<std::uint64_t>(slots);
+  }
+  rng.set_position(start + static_cast<std::uint64_t>(n) * W);
 }
 
 template <class T>
@@ -59,101 +151,271 @@ void require_contiguous(const char* what, const MatrixRef<T>& out) {
     fail(std::string(what) + ": output must be contiguous (whole columns)");
 }
 
+/// Fills `out[0..n)` with U(0, 1): exact arithmetic, so written directly without the block machinery.
+template <class T>
+void fill_uniform_raw(Generator& rng, T* out, Index n) {
+  constexpr Index kChunk = 1024;
+  constexpr int W = UniformBits<T>::words;
+  alignas(64) std::uint32_t words[kChunk * W];
+  for (Index start = 0; start < n; start += kChunk) {
+    const Index count = std::min<Index>(kChunk, n - start);
+    rng.fill(words, static_cast<std::size_t>(count * W));
+    convert_uniform(words, out + start, count);
+  }
+}
+
+/// out[i] = 1[u_i < p[i]] for n elements, p either an array (`PStride` = 1) or one value (`PStride` = 0).
+template <class T, int PStride>
+void bernoulli_raw(Generator& rng, const T* p, T* out, Index n) {
+  constexpr Index kChunk = 1024;
+  constexpr int W = UniformBits<T>::words;
+  alignas(64) std::uint32_t words[kChunk * W];
+  for (Index start = 0; start < n; start += kChunk) {
+    const Index count = std::min<Index>(kChunk, n - start);
+    rng.fill(words, static_cast<std::size_t>(count * W));
+    const T* pc = p + PStride * start;
+    T* oc = out + start;
+    for (Index i = 0; i < count; ++i)
+      oc[i] = UniformBits<T>::convert(words + W * i) < pc[PStride * i] ? T(1) : T(0);
+  }
+}
+
 }  // namespace internal
 
-/// U(0, 1), open at both ends (never exactly 0 or 1, so log(u) and log(1 - u) are finite).
+/// U(0, 1), open at both ends (never exactly 0 or 1, so log(u) and log(1 - u) are finite). `out` is any
+/// contiguous matrix; float uses 1 word per element (23 bits), double 2 words (52 bits).
 template <class T>
 void fill_uniform(Generator& rng, MatrixRef<T> out) {
   internal::require_contiguous("fill_uniform", out);
   internal::fill_uniform_raw(rng, out.data(), out.size());
 }
 
-/// Standard normal N(0, 1) by Box–Muller on pairs (vectorised log/sin/cos from Eigen).
+/// N(0, stddev^2) per element, by Box–Muller. Slots are paired inside aligned blocks of 32 (the first 16
+/// uniforms give the radii sqrt(-2 log u), the last 16 the angles 2 pi u; the block's outputs are
+/// r cos, then r sin), so each sample costs one uniform's words and the pairing does not depend on the
+/// fill's split. Tails are cut where the uniform is: |z| <= 5.8 stddev in float, 8.6 in double.
 template <class T>
 void fill_gaussian(Generator& rng, MatrixRef<T> out, T stddev = T(1)) {
   internal::require_contiguous("fill_gaussian", out);
-  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
-  alignas(64) T u[internal::kNoiseChunk];
-  const Index n = out.size();
-  T* data = out.data();
-  for (Index start = 0; start < n; start += internal::kNoiseChunk) {
-    const Index count = std::min<Index>(internal::kNoiseChunk, n - start);
-    const Index pairs = (count + 1) / 2;
-    internal::fill_uniform_raw(rng, u, 2 * pairs);
-    Eigen::Map<const Array> u1(u, pairs), u2(u + pairs, pairs);
-    const Array radius = (T(-2) * u1.log()).sqrt() * stddev;
-    const Array angle = T(2 * std::numbers::pi) * u2;
-    alignas(64) T z[internal::kNoiseChunk];
-    Eigen::Map<Array>(z, pairs) = radius * angle.cos();
-    Eigen::Map<Array>(z + pairs, pairs) = radius * angle.sin();
-    for (Index i = 0; i < count; ++i) data[start + i] = z[i];
-  }
+  if (!(stddev >= T(0)) || !std::isfinite(stddev))
+    internal::fail("fill_gaussian: stddev must be finite and >= 0, got " + std::to_string(stddev));
+  constexpr Index kBlock = 32, kHalf = kBlock / 2, kChunk = 512;
+  constexpr int W = internal::UniformBits<T>::words;
+  internal::sample_blocks<T, kBlock, W, kChunk>(
+      rng, out.data(), out.size(), [stddev](const std::uint32_t* words, T* values, Index slots, std::uint64_t) {
+        alignas(64) T u[kChunk];
+        alignas(64) T radius[kChunk / 2];
+        internal::convert_uniform(words, u, slots);
+        const Index blocks = slots / kBlock;
+        for (Index b = 0; b < blocks; ++b) std::memcpy(radius + b * kHalf, u + b * kBlock, kHalf * sizeof(T));
+        internal::AlignedArrayMap<T> r(radius, blocks * kHalf);
+        r = (T(-2) * r.log()).sqrt() * stddev;
+        for (Index b = 0; b < blocks; ++b) {
+          const T* angle = u + b * kBlock + kHalf;
+          const T* rb = radius + b * kHalf;
+          T* vb = values + b * kBlock;
+          for (Index i = 0; i < kHalf; ++i) {
+            T s, c;
+            internal::sincos_2pi(angle[i], s, c);
+            vb[i] = rb[i] * c;
+            vb[kHalf + i] = rb[i] * s;
+          }
+        }
+      });
 }
 
-/// Standard logistic, density sigm(z)(1 - sigm(z)) (Sec. 2.1): z = log(u / (1 - u)), scaled by `scale`.
+/// Logistic noise, density sigm(z)(1 - sigm(z)) for scale 1 (the noise of Sec. 2.1 / Proposition 1):
+/// z = scale * log(u / (1 - u)); variance scale^2 pi^2 / 3. One uniform per element.
 template <class T>
 void fill_logistic(Generator& rng, MatrixRef<T> out, T scale = T(1)) {
-  fill_uniform<T>(rng, out);
-  auto a = out.array();
-  a = scale * (a.log() - (T(1) - a).log());
+  internal::require_contiguous("fill_logistic", out);
+  internal::check_positive("fill_logistic: scale", scale);
+  constexpr int W = internal::UniformBits<T>::words;
+  internal::sample_blocks<T, 1, W, 1024>(
+      rng, out.data(), out.size(), [scale](const std::uint32_t* words, T* values, Index slots, std::uint64_t) {
+        internal::convert_uniform(words, values, slots);
+        internal::AlignedArrayMap<T> u(values, slots);
+        u = (u / (T(1) - u)).log() * scale;
+      });
 }
 
-/// Bernoulli(p) per element: out = 1[u < p], with p a matrix of the same shape.
+/// Bernoulli(p) per element: out = 1[u < p], with p a matrix of the same shape (any strides; p may be
+/// `out` itself, each element is read before it is written).
 template <class T>
 void fill_bernoulli(Generator& rng, const MatrixCRef<T>& p, MatrixRef<T> out) {
   internal::check_shape("fill_bernoulli", out.rows(), out.cols(), p.rows(), p.cols());
-  fill_uniform<T>(rng, out);
-  out.array() = (out.array() < p.array()).template cast<T>();
+  internal::require_contiguous("fill_bernoulli", out);
+  if (p.outerStride() == p.rows() || p.cols() == 1) {
+    internal::bernoulli_raw<T, 1>(rng, p.data(), out.data(), out.size());
+  } else {
+    for (Index j = 0; j < out.cols(); ++j)
+      internal::bernoulli_raw<T, 1>(rng, p.col(j).data(), out.col(j).data(), out.rows());
+  }
+}
+
+/// Bernoulli(p) with one probability for every element.
+template <class T>
+void fill_bernoulli(Generator& rng, T p, MatrixRef<T> out) {
+  if (!(p >= T(0) && p <= T(1))) internal::fail("fill_bernoulli: p must be in [0, 1], got " + std::to_string(p));
+  internal::require_contiguous("fill_bernoulli", out);
+  internal::bernoulli_raw<T, 0>(rng, &p, out.data(), out.size());
+}
+
+/// The ones of a 0/1 matrix in compressed-column form: the ones of column j are at rows
+/// rows[starts[j] .. starts[j + 1]), increasing. The vectors keep their capacity between calls, so a
+/// steady batch size allocates nothing.
+struct ActiveIndices {
+  std::vector<Index> starts;  // cols + 1 entries
+  std::vector<Index> rows;    // one entry per one
+  Index count(Index col) const { return starts[static_cast<std::size_t>(col) + 1] - starts[static_cast<std::size_t>(col)]; }
+};
+
+/// Bernoulli(p) mask as fill_bernoulli (same words, same bits), plus the positions of its ones, built in
+/// the same pass (branch-free append), for kernels that skip the zeros (conditional computation, Sec. 5).
+template <class T>
+void fill_bernoulli(Generator& rng, const MatrixCRef<T>& p, MatrixRef<T> out, ActiveIndices& active) {
+  fill_bernoulli<T>(rng, p, out);
+  const Index rows = out.rows(), cols = out.cols();
+  active.starts.resize(static_cast<std::size_t>(cols) + 1);
+  if (active.rows.size() < static_cast<std::size_t>(out.size())) active.rows.resize(static_cast<std::size_t>(out.size()));
+  Index* list = active.rows.data();
+  Index n = 0;
+  for (Index j = 0; j < cols; ++j) {
+    active.starts[static_cast<std::size_t>(j)] = n;
+    const T* column = out.data() + j * rows;
+    for (Index i = 0; i < rows; ++i) {
+      list[n] = i;
+      n += column[i] != T(0);
+    }
+  }
+  active.starts[static_cast<std::size_t>(cols)] = n;
+  active.rows.resize(static_cast<std::size_t>(n));
 }
 
 namespace internal {
 
-/// One Gamma(shape, 1) sample, Marsaglia & Tsang (2000); shape < 1 through Gamma(shape + 1) U^(1/shape).
+/// Marsaglia & Tsang (2000) Gamma(shape, 1), one attempt, in log space: from a standard normal x and
+/// uniforms `accept_u` and `boost_u`, returns log G, or NaN if the attempt is rejected. Shape < 1 uses
+/// Gamma(shape + 1) U^(1/shape). The "squeeze" shortcut is omitted: it never changes a decision.
+struct GammaParams {
+  double shape, d, c;
+  explicit GammaParams(double a) : shape(a), d((a < 1 ? a + 1 : a) - 1.0 / 3.0), c(1.0 / std::sqrt(9.0 * d)) {}
+};
+
 template <class T>
-T sample_gamma(Generator& rng, T shape) {
-  constexpr int kWords = UniformBits<T>::words;
-  std::uint32_t w[kWords];
-  auto uniform = [&] {
-    rng.fill(w, kWords);
-    return UniformBits<T>::convert(w);
-  };
-  auto normal = [&] {  // one Box–Muller value per call, two uniforms
-    const T u1 = uniform(), u2 = uniform();
-    return std::sqrt(T(-2) * std::log(u1)) * std::cos(T(2 * std::numbers::pi) * u2);
-  };
-  T boost = T(1);
-  if (shape < T(1)) {
-    boost = std::pow(uniform(), T(1) / shape);
-    shape += T(1);
+T gamma_attempt(const GammaParams& g, T x, T accept_u, T boost_u) {
+  const T v = T(1) + T(g.c) * x;
+  if (!(v > T(0))) return std::numeric_limits<T>::quiet_NaN();
+  const T v3 = v * v * v, log_v3 = std::log(v3);
+  if (!(std::log(accept_u) < T(0.5) * x * x + T(g.d) * (T(1) - v3 + log_v3))) return std::numeric_limits<T>::quiet_NaN();
+  return T(std::log(g.d)) + log_v3 + (g.shape < 1 ? std::log(boost_u) / T(g.shape) : T(0));
+}
+
+/// The uniforms of one Beta attempt: u0, u1 -> two normals (Box–Muller), u2 / u3 accept X / Y,
+/// u4 / u5 boost X / Y (present only when a shape is below 1).
+inline constexpr int kBetaUniforms = 6;
+
+/// Scalar retry of the element whose `uniforms` uniforms start at word `word`: attempt a >= 1 reads
+/// [word, word + uniforms W) of Generator(seed ^ a * golden, stream) — another Philox key, so retries
+/// never overlap the main stream, and they still depend on the element's position only.
+template <class T>
+T beta_retry(const Generator& rng, std::uint64_t word, Index uniforms, const GammaParams& ga,
+             const GammaParams& gb, T log_x, T log_y) {
+  constexpr int W = UniformBits<T>::words;
+  std::uint32_t w[kBetaUniforms * W];
+  T u[kBetaUniforms] = {T(0.5), T(0.5), T(0.5), T(0.5), T(0.5), T(0.5)};
+  for (std::uint64_t attempt = 1; std::isnan(log_x) || std::isnan(log_y); ++attempt) {
+    Generator(rng.seed() ^ (attempt * 0x9E3779B97F4A7C15ull), rng.stream())
+        .fill_at(word, w, static_cast<std::size_t>(uniforms * W));
+    convert_uniform(w, u, uniforms);
+    const T r = std::sqrt(T(-2) * std::log(u[0]));
+    T s, c;
+    sincos_2pi(u[1], s, c);
+    if (std::isnan(log_x)) log_x = gamma_attempt(ga, r * c, u[2], u[4]);
+    if (std::isnan(log_y)) log_y = gamma_attempt(gb, r * s, u[3], u[5]);
   }
-  const T d = shape - T(1) / T(3);
-  const T c = T(1) / std::sqrt(T(9) * d);
-  for (;;) {
-    T x, v;
-    do {
-      x = normal();
-      v = T(1) + c * x;
-    } while (v <= T(0));
-    v = v * v * v;
-    const T u = uniform();
-    if (u < T(1) - T(0.0331) * x * x * x * x) return d * v * boost;
-    if (std::log(u) < T(0.5) * x * x + d * (T(1) - v + std::log(v))) return d * v * boost;
-  }
+  return T(1) / (T(1) + std::exp(log_y - log_x));
 }
 
 }  // namespace internal
 
-/// Beta(alpha, beta) per element, as X / (X + Y) with X ~ Gamma(alpha), Y ~ Gamma(beta).
+namespace internal {
+
+/// Beta kernel with `U` uniforms per element (4 when both shapes are >= 1, 6 when a boost is needed).
+template <class T, Index U>
+void fill_beta_impl(Generator& rng, T* out, Index n, const GammaParams& ga, const GammaParams& gb) {
+  constexpr Index kBlock = 16, kChunk = 128;
+  constexpr int W = UniformBits<T>::words;
+  const Generator& source = rng;
+  auto kernel = [&](const std::uint32_t* words, T* values, Index slots, std::uint64_t first_word) {
+    using Map = AlignedArrayMap<T>;
+    alignas(64) T comp[kBetaUniforms][kChunk];  // component-major: comp[k][slot]
+    alignas(64) T xa[kChunk], xb[kChunk], va[kChunk], vb[kChunk], la[kChunk], lb[kChunk];
+    for (Index b = 0; b < slots / kBlock; ++b)
+      for (Index k = 0; k < U; ++k) convert_uniform(words + (b * U + k) * kBlock * W, &comp[k][b * kBlock], kBlock);
+    for (Index k = 2; k < U; ++k) Map(comp[k], slots) = Map(comp[k], slots).log();
+    Map(comp[0], slots) = (T(-2) * Map(comp[0], slots).log()).sqrt();  // Box–Muller radius
+    const T ca = T(ga.c), cb = T(gb.c);
+    for (Index i = 0; i < slots; ++i) {  // normals, and v^3 of both gammas
+      const T r = comp[0][i];
+      T s, c;
+      sincos_2pi(comp[1][i], s, c);
+      xa[i] = r * c;
+      xb[i] = r * s;
+      const T a = T(1) + ca * xa[i], b = T(1) + cb * xb[i];
+      va[i] = a * a * a;
+      vb[i] = b * b * b;
+      // log of a non-positive v^3 would be NaN; such attempts are rejected below.
+      la[i] = a > T(0) ? va[i] : T(1);
+      lb[i] = b > T(0) ? vb[i] : T(1);
+    }
+    Map(la, slots) = Map(la, slots).log();
+    Map(lb, slots) = Map(lb, slots).log();
+    const T da = T(ga.d), db = T(gb.d), log_da = T(std::log(ga.d)), log_db = T(std::log(gb.d));
+    const T nan = std::numeric_limits<T>::quiet_NaN();
+    for (Index i = 0; i < slots; ++i) {  // acceptance; log X, log Y (NaN when rejected)
+      const bool ok_a = (T(1) + ca * xa[i] > T(0)) & (comp[2][i] < T(0.5) * xa[i] * xa[i] + da * (T(1) - va[i] + la[i]));
+      const bool ok_b = (T(1) + cb * xb[i] > T(0)) & (comp[3][i] < T(0.5) * xb[i] * xb[i] + db * (T(1) - vb[i] + lb[i]));
+      xa[i] = ok_a ? log_da + la[i] : nan;
+      xb[i] = ok_b ? log_db + lb[i] : nan;
+    }
+    if constexpr (U == kBetaUniforms) {  // shapes below 1: Gamma(shape + 1) U^(1/shape)
+      const T boost_a = ga.shape < 1 ? T(1 / ga.shape) : T(0), boost_b = gb.shape < 1 ? T(1 / gb.shape) : T(0);
+      for (Index i = 0; i < slots; ++i) {
+        xa[i] += boost_a * comp[4][i];
+        xb[i] += boost_b * comp[5][i];
+      }
+    }
+    Map v(values, slots);
+    v = T(1) / (T(1) + (Map(xb, slots) - Map(xa, slots)).exp());
+    for (Index i = 0; i < slots; ++i)
+      if (std::isnan(values[i]))
+        values[i] = beta_retry(source, first_word + static_cast<std::uint64_t>(i * U * W), U, ga, gb, xa[i], xb[i]);
+  };
+  sample_blocks<T, kBlock, U * W, kChunk>(rng, out, n, kernel);
+}
+
+}  // namespace internal
+
+/// Beta(alpha, beta) per element, as X / (X + Y) = 1 / (1 + exp(log Y - log X)) with X ~ Gamma(alpha),
+/// Y ~ Gamma(beta) by Marsaglia–Tsang rejection (log space, so tiny shapes do not underflow to 0/0).
+/// Each element owns 4 uniforms (6 if a shape is below 1; a uniform is 1 word in float, 2 in double),
+/// laid out component-major inside aligned blocks of 16 elements, and every element's first attempt is
+/// computed vectorised. The few rejected gammas (about 1.5% of elements for alpha = 5.3, beta = 40.1)
+/// are retried from words bound to the element's position under another Philox key
+/// (internal::beta_retry). Hence Beta has the same guarantees as the other samplers: fixed words per
+/// element, and the result does not depend on how a fill is split.
 template <class T>
 void fill_beta(Generator& rng, MatrixRef<T> out, T alpha, T beta) {
+  internal::require_contiguous("fill_beta", out);
   internal::check_positive("fill_beta: alpha", alpha);
   internal::check_positive("fill_beta: beta", beta);
-  for (Index j = 0; j < out.cols(); ++j)
-    for (Index i = 0; i < out.rows(); ++i) {
-      const T x = internal::sample_gamma(rng, alpha);
-      const T y = internal::sample_gamma(rng, beta);
-      out(i, j) = x / (x + y);
-    }
+  if (!std::isfinite(alpha) || !std::isfinite(beta)) internal::fail("fill_beta: alpha and beta must be finite");
+  const internal::GammaParams ga(static_cast<double>(alpha)), gb(static_cast<double>(beta));
+  if (alpha >= T(1) && beta >= T(1))
+    internal::fill_beta_impl<T, 4>(rng, out.data(), out.size(), ga, gb);
+  else
+    internal::fill_beta_impl<T, internal::kBetaUniforms>(rng, out.data(), out.size(), ga, gb);
 }
 
 }  // namespace stoch
