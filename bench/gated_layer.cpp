@@ -1,0 +1,114 @@
+// The gated conditional layer (Sec. 5): the expert computed densely (the full Eigen product, then the
+// mask) against the layer's own choice and against the sparse kernels forced, at exact gate densities.
+//
+//   BM_GatedForward/<path>/<units>/<in>/<batch>/<density_permille>    forward, Mode::eval
+//   BM_GatedTrainStep/<path>/<units>/<in>/<batch>/<density_permille>  forward + backward, Mode::train
+//
+// <path>: 0 = ExpertPath::dense, 1 = ExpertPath::automatic (the layer as a user gets it),
+// 2 = ExpertPath::sparse. Entries that differ only in <path> are a same-run comparison. The gater is a
+// fixed mask (its own cost is not measured) whose estimator allows the skip (closed gates need no dL/dh).
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "stoch/conditional/gated_layer.hpp"
+#include "stoch/core/distributions.hpp"
+
+namespace {
+
+using stoch::Index;
+using T = float;
+
+/// A gate that outputs a fixed `units x batch` mask with exactly round(density * units * batch) ones at
+/// random positions (fixed seed), whatever its input; rectifier-like traits (the skip is allowed).
+class FixedMaskGate {
+ public:
+  using Scalar = T;
+  static constexpr bool needs_output_gradient = true;
+  static constexpr bool closed_gate_needs_gradient = false;
+
+  FixedMaskGate(Index in, Index units, Index batch, double density)
+      : in_(in), mask_(stoch::Matrix<T>::Zero(units, batch)), input_gradient_(stoch::Matrix<T>::Zero(in, batch)) {
+    stoch::Generator rng(2013, 5);
+    std::vector<Index> positions(static_cast<std::size_t>(mask_.size()));
+    std::iota(positions.begin(), positions.end(), Index(0));
+    const auto open = static_cast<Index>(density * static_cast<double>(mask_.size()) + 0.5);
+    for (Index k = 0; k < open; ++k) {
+      const Index pick = k + static_cast<Index>(rng.next() % static_cast<std::uint32_t>(mask_.size() - k));
+      std::swap(positions[static_cast<std::size_t>(k)], positions[static_cast<std::size_t>(pick)]);
+      mask_.data()[positions[static_cast<std::size_t>(k)]] = T(1);
+    }
+  }
+  Index input_size() const { return in_; }
+  Index output_size() const { return mask_.rows(); }
+  const stoch::Matrix<T>& forward(const stoch::MatrixCRef<T>&, stoch::Context<T>&) { return mask_; }
+  const stoch::Matrix<T>& backward(const stoch::MatrixCRef<T>&, stoch::Context<T>&) { return input_gradient_; }
+  stoch::ParameterList<T> parameters() { return {}; }
+
+ private:
+  Index in_;
+  stoch::Matrix<T> mask_, input_gradient_;
+};
+static_assert(stoch::Gate<FixedMaskGate>);
+
+const bool context_added = [] {
+  benchmark::AddCustomContext("threads", "1 (stoch kernels and Eigen single-threaded)");
+  return true;
+}();
+
+constexpr stoch::ExpertPath kPaths[] = {stoch::ExpertPath::dense, stoch::ExpertPath::automatic,
+                                         stoch::ExpertPath::sparse};
+
+stoch::GatedLayer<FixedMaskGate> make_layer(const benchmark::State& state) {
+  const Index units = state.range(1), in = state.range(2), batch = state.range(3);
+  const double density = static_cast<double>(state.range(4)) / 1000.0;
+  stoch::Generator rng(1);
+  stoch::GatedLayer<FixedMaskGate> layer(FixedMaskGate(in, units, batch, density), stoch::Linear<T>(in, units, rng));
+  layer.set_path(kPaths[state.range(0)]);
+  return layer;
+}
+
+void report(benchmark::State& state, const stoch::GatedLayer<FixedMaskGate>& layer) {
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * state.range(3));
+  state.counters["density"] = layer.density();
+  state.counters["sparse"] = layer.last_batch_sparse() ? 1 : 0;
+}
+
+void BM_GatedForward(benchmark::State& state) {
+  auto layer = make_layer(state);
+  const stoch::Matrix<T> x = stoch::Matrix<T>::Random(state.range(2), state.range(3));
+  stoch::Generator rng(2);
+  stoch::Context<T> ctx(stoch::Mode::eval, rng);
+  for (auto _ : state) benchmark::DoNotOptimize(layer.forward(x, ctx).data());
+  report(state, layer);
+}
+
+void BM_GatedTrainStep(benchmark::State& state) {
+  auto layer = make_layer(state);
+  const stoch::Matrix<T> x = stoch::Matrix<T>::Random(state.range(2), state.range(3));
+  const stoch::Matrix<T> dy = stoch::Matrix<T>::Random(state.range(1), state.range(3));
+  stoch::Generator rng(2);
+  stoch::Context<T> ctx(stoch::Mode::train, rng);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(layer.forward(x, ctx).data());
+    benchmark::DoNotOptimize(layer.backward(dy, ctx).data());
+  }
+  report(state, layer);
+}
+
+/// Shapes (units, in, batch) of the issue: the paper's expert at two batch sizes, and a large layer whose
+/// weights (64 MB) do not fit in cache. Path varies fastest, so that compared entries run back to back.
+void shapes(benchmark::internal::Benchmark* b) {
+  const std::vector<std::vector<std::int64_t>> layers = {{2000, 784, 32}, {2000, 784, 128}, {4096, 4096, 256}};
+  for (const auto& layer : layers)
+    for (const std::int64_t permille : {10, 20, 50, 100, 250, 500, 1000})
+      for (const std::int64_t path : {0, 1, 2}) b->Args({path, layer[0], layer[1], layer[2], permille});
+}
+
+}  // namespace
+
+BENCHMARK(BM_GatedForward)->Apply(shapes)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_GatedTrainStep)->Apply(shapes)->Unit(benchmark::kMicrosecond);

@@ -1,0 +1,263 @@
+// stoch — the gated conditional layer of Sec. 5 (Figure 1): y_i = h_i H_i, where the gater network gives
+// h (`units x batch`) and the expert is affine, H = W x + b. Where h_i = 0 the expert unit is not computed
+// at all, in the forward and in the backward: that is the "conditional computation" of the paper.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "stoch/conditional/sparse_kernels.hpp"
+#include "stoch/core/error.hpp"
+#include "stoch/layers/layer.hpp"
+#include "stoch/layers/linear.hpp"
+
+namespace stoch {
+
+/// How the gated layer computes its expert.
+enum class ExpertPath {
+  automatic,  ///< per batch: sparse when the density of open gates is at most `crossover()`, else dense
+  dense,      ///< the full Eigen product, then the mask (what a framework does)
+  sparse,     ///< the skipping kernels, whatever the density
+};
+
+/// Density of open gates up to which the sparse kernels beat the dense Eigen product, used by
+/// ExpertPath::automatic. Measured with bench/gated_layer.cpp (path 0 vs path 2, float, one thread,
+/// -O3 -march=native, CPU time) on a 2-core AMD EPYC (Zen 4, AVX-512): the sparse forward and train step
+/// were faster than dense at 250 per mille for every shape (1.6-3.0x) and at 500 slower for
+/// (4096, 4096, 256) (0.92x forward, 0.82x train step) though still faster for (2000, 784, *) (1.1-1.4x).
+/// The sparse time grows linearly with the density, which puts the slowest crossover (the 4096 train
+/// step) near 0.41; this value is below it, so the automatic choice never takes the sparse path where it
+/// was measured slower. Override with GatedLayer::set_crossover for another machine.
+inline constexpr double kDefaultSparseCrossover = 0.35;
+
+/// y = h ⊙ (W x + b) with h = gater(x), a `stoch::Layer` from `in` to `units` features.
+///
+/// Gater: any stoch::Gate from `in` to `units` (e.g. Sequential<Linear, Tanh, Linear, Gate>).
+///
+/// Backward (dH = h ⊙ dy is zero where the gate is closed):
+///   dW, db and the expert's share W^T dH of dL/dx are computed over open gates only;
+///   the gater receives dL/dh = dy ⊙ H and its backward gives the gater's share of dL/dx; the two add.
+/// Where a gate is closed, dL/dh is sent only if the gate's estimator needs it there
+/// (`Gater::closed_gate_needs_gradient`, straight-through, Sec. 4): then training computes the dense
+/// expert, unless `set_skip_closed_gates_in_training(true)`, which sends 0 into closed gates instead and
+/// so CHANGES THE ESTIMATOR (closed straight-through gates no longer learn to open from the expert).
+/// A gate that ignores dL/dh (`needs_output_gradient == false`, SBN, Sec. 3) receives zeros and the layer
+/// never computes dy ⊙ H. In Mode::eval every gate type skips. The values passed to the gater do not
+/// depend on the path (dense or sparse), only on the gate's traits and the option above.
+///
+/// Storage: the expert weights are kept transposed, `in x units` (each unit's incoming weights
+/// contiguous, for the sparse kernels), as Parameter "<name>.W" with fan_in = FanIn::columns; the bias is
+/// "<name>.b", `units x 1`. parameters() lists the gater's parameters, then W, then b.
+///
+/// Lifetime: backward uses the gater's output buffer from the last forward; call it on the same object.
+template <Gate Gater>
+class GatedLayer {
+ public:
+  using Scalar = typename Gater::Scalar;
+  using T = Scalar;
+
+  /// The expert's weights and bias are copied (W transposed) from `expert`, a Linear from `in` to `units`.
+  GatedLayer(Gater gater, const Linear<T>& expert, const std::string& name = "expert")
+      : gater_(std::move(gater)),
+        weight_(name + ".W", expert.input_size(), expert.output_size()),
+        bias_(name + ".b", expert.output_size(), 1) {
+    if (gater_.input_size() != expert.input_size() || gater_.output_size() != expert.output_size())
+      internal::fail("GatedLayer: the gater maps " + std::to_string(gater_.input_size()) + " -> " +
+                     std::to_string(gater_.output_size()) + " features but the expert maps " +
+                     std::to_string(expert.input_size()) + " -> " + std::to_string(expert.output_size()) +
+                     "; both must map in -> units");
+    weight_.value = expert.weight().value.transpose();
+    weight_.fan_in = FanIn::columns;
+    bias_.value = expert.bias().value;
+  }
+
+  Index input_size() const { return weight_.value.rows(); }
+  Index output_size() const { return weight_.value.cols(); }
+
+  /// x: `in x batch` -> y: `units x batch`.
+  const Matrix<T>& forward(const MatrixCRef<T>& x, Context<T>& ctx) {
+    internal::check_rows("GatedLayer::forward: input", x.rows(), x.cols(), input_size());
+    internal::check_batch("GatedLayer::forward", x.cols());
+    const Matrix<T>& h = gater_.forward(x, ctx);
+    internal::check_shape("GatedLayer::forward: gater output", h.rows(), h.cols(), output_size(), x.cols());
+    gate_ = &h;
+    trained_ = ctx.training();
+    batch_ = x.cols();
+
+    active_.count<T>(h);
+    sparse_ = path_ == ExpertPath::sparse ||
+              (path_ == ExpertPath::automatic && active_.density() <= crossover_);
+    const Index stride = internal::padded_stride<T>(input_size());
+    if (sparse_) {
+      // By example, the partners are columns of W (`in` apart, not padded): by unit when that aliases.
+      const ListLayout layout = layout_.value_or(stride != input_size() ? ListLayout::by_unit
+                                                                        : active_.preferred_layout());
+      active_.build_lists<T>(h, layout);
+    }
+    dense_expert_ = !sparse_ || (trained_ && closed_gates_get_gradient());
+
+    // Training keeps x for dW = dH x^T; the kernels read it through a copy with a padded stride when
+    // x's own stride would alias in the cache (see internal::padded_stride).
+    const bool copy = trained_ || (!dense_expert_ && (x.outerStride() != stride));
+    if (copy) {
+      input_.resize(stride, x.cols());
+      input_.topRows(x.rows()) = x;
+    }
+    const MatrixCRef<T> input = copy ? MatrixCRef<T>(input_view()) : x;
+    if (dense_expert_) {
+      expert_.noalias() = weight_.value.transpose() * input;
+      expert_.colwise() += bias_.value.col(0);
+      output_.noalias() = h.cwiseProduct(expert_);
+    } else {
+      expert_.resize(output_size(), x.cols());  // only the open entries are written
+      output_.setZero(output_size(), x.cols());
+      partial_sums_.resize(static_cast<std::size_t>(active_.nonzeros()));
+      internal::sparse_expert_forward<T>(active_, weight_.value, input, partial_sums_.data(),
+                                         [&](Index i, Index b, T dot) {
+        const T value = dot + bias_.value(i, 0);
+        expert_(i, b) = value;
+        output_(i, b) = h(i, b) * value;
+      }, chunk_bytes_);
+    }
+    return output_;
+  }
+
+  /// dy: `units x batch` -> dL/dx: `in x batch` (expert share + gater share).
+  const Matrix<T>& backward(const MatrixCRef<T>& dy, Context<T>& ctx) {
+    if (!trained_ || gate_ == nullptr)
+      internal::fail("GatedLayer::backward: needs a forward in Mode::train first");
+    internal::check_shape("GatedLayer::backward: output gradient", dy.rows(), dy.cols(), output_size(),
+                          batch_);
+    const Matrix<T>& h = *gate_;
+    if (sparse_) {
+      coefficients_.resize(static_cast<std::size_t>(active_.nonzeros()));
+      active_.for_each_open([&](Index i, Index b, Index k) {
+        const T c = h(i, b) * dy(i, b);
+        coefficients_[static_cast<std::size_t>(k)] = c;
+        bias_.grad(i, 0) += c;
+      });
+      const Index stride = input_.rows();
+      if (stride == input_size()) {
+        input_gradient_.setZero(input_size(), dy.cols());
+        internal::sparse_expert_backward<T>(active_, coefficients_.data(), weight_.value, input_view(),
+                                            weight_.grad, input_gradient_, chunk_bytes_);
+      } else {  // accumulate with the padded stride too, then copy out
+        padded_gradient_.setZero(stride, dy.cols());
+        internal::sparse_expert_backward<T>(active_, coefficients_.data(), weight_.value, input_view(),
+                                            weight_.grad, padded_gradient_, chunk_bytes_);
+        input_gradient_ = padded_gradient_.topRows(input_size());
+      }
+    } else {
+      expert_gradient_.noalias() = h.cwiseProduct(dy);
+      weight_.grad.noalias() += input_view() * expert_gradient_.transpose();
+      bias_.grad.col(0) += expert_gradient_.rowwise().sum();
+      input_gradient_.noalias() = weight_.value * expert_gradient_;
+    }
+    input_gradient_ += gater_.backward(gate_gradient(h, dy), ctx);
+    return input_gradient_;
+  }
+
+  ParameterList<T> parameters() {
+    ParameterList<T> list = gater_.parameters();
+    list.push_back(&weight_);
+    list.push_back(&bias_);
+    return list;
+  }
+
+  // ---- options ----
+  ExpertPath path() const noexcept { return path_; }
+  void set_path(ExpertPath path) noexcept { path_ = path; }
+  /// Density (fraction of open gates) up to which ExpertPath::automatic takes the sparse path.
+  double crossover() const noexcept { return crossover_; }
+  void set_crossover(double density) {
+    if (!(density >= 0.0 && density <= 1.0))
+      internal::fail("GatedLayer::set_crossover: density must be in [0, 1], got " + std::to_string(density));
+    crossover_ = density;
+  }
+  /// Opt-in for gates whose estimator sends a gradient into closed gates (straight-through): skip the
+  /// closed experts in training anyway and send dL/dh = 0 there. This changes the estimator.
+  bool skip_closed_gates_in_training() const noexcept { return skip_closed_; }
+  void set_skip_closed_gates_in_training(bool skip) noexcept { skip_closed_ = skip; }
+
+  /// How the sparse kernels list the open pairs: by default (nullopt) the ActiveSet's preferred layout
+  /// for each batch; fixing it is for tests and measurements.
+  std::optional<ListLayout> list_layout() const noexcept { return layout_; }
+  void set_list_layout(std::optional<ListLayout> layout) noexcept { layout_ = layout; }
+  /// Bytes of input per cache chunk of the sparse kernels (internal::kChunkBytes by default).
+  Index chunk_bytes() const noexcept { return chunk_bytes_; }
+  void set_chunk_bytes(Index bytes) {
+    internal::check_positive("GatedLayer::set_chunk_bytes: bytes", bytes);
+    chunk_bytes_ = bytes;
+  }
+
+  // ---- diagnostics of the last forward ----
+  /// Fraction of open gates (h != 0) in the last batch.
+  double density() const noexcept { return active_.density(); }
+  /// Fraction of expert units open in at least one example of the last batch (the part of W it needed).
+  double active_unit_fraction() const noexcept {
+    return active_.units() == 0 ? 0.0
+                                : static_cast<double>(active_.active_units()) / static_cast<double>(active_.units());
+  }
+  /// Whether the last batch took the sparse kernels (for the backward; see class comment for the forward).
+  bool last_batch_sparse() const noexcept { return sparse_; }
+  /// Whether the last forward computed the expert for every gate (dense product).
+  bool last_forward_dense() const noexcept { return dense_expert_; }
+
+  Gater& gater() { return gater_; }
+  const Gater& gater() const { return gater_; }
+  /// Expert weights, transposed: `in x units`.
+  Parameter<T>& expert_weight() { return weight_; }
+  const Parameter<T>& expert_weight() const { return weight_; }
+  /// Expert bias: `units x 1`.
+  Parameter<T>& expert_bias() { return bias_; }
+  const Parameter<T>& expert_bias() const { return bias_; }
+
+ private:
+  /// The kept input, `in x batch` (stored with a possibly padded stride).
+  Eigen::Map<const Matrix<T>, 0, Eigen::OuterStride<>> input_view() const {
+    return {input_.data(), input_size(), input_.cols(), Eigen::OuterStride<>(input_.rows())};
+  }
+
+  /// Whether closed gates receive dL/dh = dy ⊙ H (so H is needed at every gate in training).
+  bool closed_gates_get_gradient() const noexcept {
+    return Gater::needs_output_gradient && Gater::closed_gate_needs_gradient && !skip_closed_;
+  }
+
+  /// dL/dh for the gater: dy ⊙ H where the gate is open, and at closed gates too if the estimator
+  /// needs it there; zeros (never computed) for a gate that ignores dL/dh.
+  const Matrix<T>& gate_gradient(const Matrix<T>& h, const MatrixCRef<T>& dy) {
+    if constexpr (!Gater::needs_output_gradient) {
+      // Only ever holds zeros: written when the batch size changes.
+      if (gate_gradient_.rows() != dy.rows() || gate_gradient_.cols() != dy.cols())
+        gate_gradient_.setZero(dy.rows(), dy.cols());
+    } else if (!dense_expert_) {
+      gate_gradient_.setZero(dy.rows(), dy.cols());
+      active_.for_each_open([&](Index i, Index b, Index) { gate_gradient_(i, b) = dy(i, b) * expert_(i, b); });
+    } else if (closed_gates_get_gradient()) {
+      gate_gradient_.noalias() = dy.cwiseProduct(expert_);
+    } else {
+      gate_gradient_ = (h.array() != T(0)).select(dy.cwiseProduct(expert_), T(0));
+    }
+    return gate_gradient_;
+  }
+
+  Gater gater_;
+  Parameter<T> weight_, bias_;
+  ExpertPath path_ = ExpertPath::automatic;
+  double crossover_ = kDefaultSparseCrossover;
+  bool skip_closed_ = false;
+  std::optional<ListLayout> layout_;
+  Index chunk_bytes_ = internal::kChunkBytes;
+
+  ActiveSet active_;
+  const Matrix<T>* gate_ = nullptr;
+  Index batch_ = 0;
+  bool trained_ = false, sparse_ = false, dense_expert_ = true;
+  std::vector<T> coefficients_, partial_sums_;
+  Matrix<T> input_, expert_, output_, expert_gradient_, gate_gradient_, input_gradient_, padded_gradient_;
+};
+
+}  // namespace stoch

@@ -1,0 +1,465 @@
+// stoch — the kernels that make conditional computation real (Sec. 5: "first compute h_i and only compute
+// H_i if h_i != 0"): which (unit, example) pairs are open, and the expert's forward and backward over them.
+//
+// Layout. The gate matrix h is `units x batch`. The expert's weights are stored transposed, `in x units`,
+// so that one unit's incoming weights are one contiguous column. The active pairs are kept unit-major:
+// for each unit, the (increasing) list of examples where its gate is open. A kernel then loads a piece of
+// the unit's weight column once and uses it for K examples at a time (register blocking), so that W, the
+// largest operand (2000 x 784 floats = 6 MB in the paper's network), is streamed once per pass instead of
+// once per example.
+//
+// Cache blocking. When the inputs of a batch are very large (kChunkBytes), the `in` axis is cut into
+// chunks and every pass runs chunk by chunk.
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <span>
+#include <vector>
+
+#include <Eigen/Core>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
+
+#include "stoch/core/matrix.hpp"
+
+namespace stoch {
+
+/// How the open pairs are listed: for each unit its examples, or for each example its units.
+enum class ListLayout { by_unit, by_example };
+
+/// The open gates of one batch: which (unit, example) pairs have h[i, b] != 0.
+///
+/// Built in two passes so that the dense path pays almost nothing: `count` (every batch) is one
+/// vectorised sweep over h giving per-unit counts, hence the density that chooses the path; `build_lists`
+/// (only when the sparse path runs) is a counting sort into unit-major example lists, which skips whole
+/// blocks of closed gates at low density.
+class ActiveSet {
+ public:
+  /// Pass 1: per-unit counts of open gates. h is `units x batch`.
+  template <class T>
+  void count(const MatrixCRef<T>& h) {
+    units_ = h.rows();
+    batch_ = h.cols();
+    counts_.assign(static_cast<std::size_t>(units_), 0);
+    std::int32_t* counts = counts_.data();
+    Index b = 0;
+    for (; b + 4 <= batch_; b += 4) {  // four columns per sweep: the counts are loaded and stored once
+      const T* c0 = h.col(b).data();
+      const T* c1 = h.col(b + 1).data();
+      const T* c2 = h.col(b + 2).data();
+      const T* c3 = h.col(b + 3).data();
+      for (Index i = 0; i < units_; ++i)
+        counts[i] += static_cast<std::int32_t>(is_open(c0 + i)) + static_cast<std::int32_t>(is_open(c1 + i)) +
+                     static_cast<std::int32_t>(is_open(c2 + i)) + static_cast<std::int32_t>(is_open(c3 + i));
+    }
+    for (; b < batch_; ++b) {
+      const T* column = h.col(b).data();
+      for (Index i = 0; i < units_; ++i) counts[i] += static_cast<std::int32_t>(is_open(column + i));
+    }
+    nonzeros_ = 0;
+    active_units_ = 0;
+    for (const std::int32_t c : counts_) {
+      nonzeros_ += c;
+      active_units_ += static_cast<Index>(c > 0);
+    }
+    lists_built_ = false;
+  }
+
+  /// Pass 2 (requires `count(h)` on the same h): the open pairs as lists in `layout`, minor indices
+  /// increasing within each list.
+  template <class T>
+  void build_lists(const MatrixCRef<T>& h, ListLayout layout) {
+    layout_ = layout;
+    examples_.resize(static_cast<std::size_t>(nonzeros_));
+    std::int32_t* entries = examples_.data();
+    if (layout == ListLayout::by_example) {  // column by column: already in order, no sort needed
+      offsets_.resize(static_cast<std::size_t>(batch_) + 1);
+      std::int32_t position = 0;
+      for (Index b = 0; b < batch_; ++b) {
+        offsets_[static_cast<std::size_t>(b)] = position;
+        visit_open(h.col(b).data(), [&](Index i) { entries[position++] = static_cast<std::int32_t>(i); });
+      }
+      offsets_[static_cast<std::size_t>(batch_)] = position;
+    } else {  // counting sort on the unit, from the counts of pass 1
+      offsets_.resize(static_cast<std::size_t>(units_) + 1);
+      cursor_.resize(static_cast<std::size_t>(units_));
+      std::int32_t running = 0;
+      for (Index i = 0; i < units_; ++i) {
+        offsets_[static_cast<std::size_t>(i)] = running;
+        cursor_[static_cast<std::size_t>(i)] = running;
+        running += counts_[static_cast<std::size_t>(i)];
+      }
+      offsets_[static_cast<std::size_t>(units_)] = running;
+      std::int32_t* cursor = cursor_.data();
+      for (Index b = 0; b < batch_; ++b) {
+        const auto example = static_cast<std::int32_t>(b);
+        visit_open(h.col(b).data(), [&](Index i) { entries[cursor[i]++] = example; });
+      }
+    }
+    lists_built_ = true;
+  }
+
+  /// The layout that lets a kernel reuse the most loads: by unit (one weight column against the unit's
+  /// examples) unless units are open in fewer than 2 examples on average, then by example (one input
+  /// column against the example's units; W is then read about as often as by unit, at most twice).
+  ListLayout preferred_layout() const noexcept {
+    return nonzeros_ < 2 * active_units_ ? ListLayout::by_example : ListLayout::by_unit;
+  }
+
+  Index units() const noexcept { return units_; }
+  Index batch() const noexcept { return batch_; }
+  /// Number of open (unit, example) pairs.
+  Index nonzeros() const noexcept { return nonzeros_; }
+  /// Number of units open in at least one example of the batch.
+  Index active_units() const noexcept { return active_units_; }
+  /// Fraction of open gates, in [0, 1] (0 before the first count).
+  double density() const noexcept {
+    return units_ * batch_ == 0 ? 0.0 : static_cast<double>(nonzeros_) / static_cast<double>(units_ * batch_);
+  }
+  bool lists_built() const noexcept { return lists_built_; }
+
+  ListLayout layout() const noexcept { return layout_; }
+  /// Number of lists: units (by_unit) or examples (by_example).
+  Index lists() const noexcept { return layout_ == ListLayout::by_unit ? units_ : batch_; }
+  /// Position of list m's first entry in the flat list of all open pairs (requires build_lists).
+  Index offset(Index m) const { return offsets_[static_cast<std::size_t>(m)]; }
+  /// List m: the examples where unit m is open (by_unit) or the units open for example m (by_example).
+  std::span<const std::int32_t> list(Index m) const {
+    const auto first = static_cast<std::size_t>(offsets_[static_cast<std::size_t>(m)]);
+    const auto last = static_cast<std::size_t>(offsets_[static_cast<std::size_t>(m) + 1]);
+    return {examples_.data() + first, last - first};
+  }
+  /// Calls f(unit, example, k) for every open pair, k its position in the flat list.
+  template <class F>
+  void for_each_open(F&& f) const {
+    for (Index m = 0; m < lists(); ++m) {
+      Index k = offset(m);
+      for (const std::int32_t other : list(m)) {
+        if (layout_ == ListLayout::by_unit) f(m, Index(other), k++);
+        else f(Index(other), m, k++);
+      }
+    }
+  }
+
+ private:
+  // A gate is open iff h != 0, tested on the bits (sign bit masked off, so -0 is closed and NaN open,
+  // exactly like h != 0): integer tests vectorise without -ffast-math, floating-point ones did not.
+  template <class T>
+  using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  template <class T>
+  static constexpr Bits<T> kMagnitude = static_cast<Bits<T>>(~Bits<T>(0) >> 1);
+
+  template <class T>
+  static bool is_open(const T* value) noexcept {
+    Bits<T> bits;
+    std::memcpy(&bits, value, sizeof(T));
+    return (bits & kMagnitude<T>) != 0;
+  }
+  /// Bit k set iff values[k] is open, k < 16: one or two vector tests where the target has them.
+  static constexpr Index kMaskBlock = 16;
+  static std::uint32_t open_mask(const float* values) noexcept {
+#if defined(__AVX512F__)
+    return _mm512_test_epi32_mask(_mm512_loadu_si512(values), _mm512_set1_epi32(0x7fffffff));
+#elif defined(__AVX__)
+    const __m256 zero = _mm256_setzero_ps();
+    const auto low = static_cast<std::uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(values), zero, _CMP_NEQ_UQ)));
+    const auto high = static_cast<std::uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(values + 8), zero, _CMP_NEQ_UQ)));
+    return low | (high << 8);
+#else
+    return scalar_open_mask(values);
+#endif
+  }
+  static std::uint32_t open_mask(const double* values) noexcept {
+#if defined(__AVX512F__)
+    const __m512i magnitude = _mm512_set1_epi64(0x7fffffffffffffff);
+    const auto low = static_cast<std::uint32_t>(_mm512_test_epi64_mask(_mm512_loadu_si512(values), magnitude));
+    const auto high = static_cast<std::uint32_t>(_mm512_test_epi64_mask(_mm512_loadu_si512(values + 8), magnitude));
+    return low | (high << 8);
+#else
+    return scalar_open_mask(values);
+#endif
+  }
+  template <class T>
+  static std::uint32_t scalar_open_mask(const T* values) noexcept {
+    std::uint32_t mask = 0;
+    for (Index k = 0; k < kMaskBlock; ++k) mask |= static_cast<std::uint32_t>(is_open(values + k)) << k;
+    return mask;
+  }
+
+  /// Calls f(i) for every open gate of one column (`units_` values), 16 gates per vector test.
+  template <class T, class F>
+  void visit_open(const T* column, F&& f) const {
+    Index i = 0;
+    for (; i + kMaskBlock <= units_; i += kMaskBlock)
+      for (std::uint32_t open = open_mask(column + i); open != 0; open &= open - 1) f(i + std::countr_zero(open));
+    for (; i < units_; ++i)
+      if (is_open(column + i)) f(i);
+  }
+
+  Index units_ = 0, batch_ = 0, nonzeros_ = 0, active_units_ = 0;
+  bool lists_built_ = false;
+  ListLayout layout_ = ListLayout::by_unit;
+  std::vector<std::int32_t> counts_, offsets_, cursor_, examples_;
+};
+
+namespace internal {
+
+// The kernels' loops over the K examples of a block (and the unrolled packets) must be unrolled
+// completely, so that the K accumulators and pointers live in registers: measured 2x slower when GCC
+// kept them in stack arrays.
+#if defined(__clang__)
+#define STOCH_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define STOCH_UNROLL _Pragma("GCC unroll 16")
+#else
+#define STOCH_UNROLL
+#endif
+
+/// Keeps a pointer in a general register: otherwise GCC packs the K pointers of a block into vector
+/// registers (SLP) and extracts them again in the innermost loop, at every iteration.
+template <class T>
+inline const T* in_register(const T* pointer) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  __asm__("" : "+r"(pointer));
+#endif
+  return pointer;
+}
+template <class T>
+inline T* in_register(T* pointer) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  __asm__("" : "+r"(pointer));
+#endif
+  return pointer;
+}
+
+/// SIMD packets from Eigen's own packet math, so the kernels vectorise wherever Eigen does
+/// (SSE, AVX, AVX-512, NEON) with the same -march flags the user compiles Eigen with.
+template <class T>
+using Packet = typename Eigen::internal::packet_traits<T>::type;
+template <class T>
+inline constexpr Index kPacketSize = Eigen::internal::unpacket_traits<Packet<T>>::size;
+
+/// Default bytes of x per cache chunk (rows x batch). Measured on the development machine (Zen 4, 1 MiB
+/// L2 per core, 32 MiB L3) for the (4096, 4096, 256) layer at 10% density: chunks of 128 KiB to 2 MiB were
+/// 1.4-1.7x SLOWER than one pass (each chunk repeats the list walk, the reductions and the branch
+/// mispredictions, while the hardware prefetcher streams x well from L3). So chunking only starts when x
+/// outgrows half of that L3.
+inline constexpr Index kChunkBytes = Index(16) * 1024 * 1024;
+
+/// Rows of the `in` axis per chunk for a batch of `batch` columns and a budget of `bytes`: a multiple of
+/// the packet size, at least 64 rows (shorter dot products would be dominated by their horizontal sums),
+/// at most `in`.
+template <class T>
+Index chunk_rows(Index in, Index batch, Index bytes = kChunkBytes) {
+  const Index packet = kPacketSize<T>;
+  Index rows = bytes / (batch * static_cast<Index>(sizeof(T)));
+  rows = std::max<Index>(rows / packet * packet, 64);
+  return rows >= in ? in : rows;
+}
+
+/// Leading dimension for a copy of `rows x batch` activations that the kernels read K columns at a time.
+/// When a column is a multiple of 1 KiB (e.g. 4096 floats) the K columns fall into the same few L1 cache
+/// sets and evict each other (and stores alias loads 4 KiB apart): measured 3-5x slower at in = 4096. One
+/// cache line of padding spreads them over the sets.
+template <class T>
+Index padded_stride(Index rows) {
+  return (rows * static_cast<Index>(sizeof(T))) % 1024 == 0 ? rows + 64 / static_cast<Index>(sizeof(T)) : rows;
+}
+
+/// out[k] = sum_j w[j] * x[k][j] for k < K, j < n: one weight column against K input columns, loading
+/// each packet of w once. With few columns the j loop is unrolled so that at least 4 independent
+/// accumulators hide the FMA latency.
+template <class T, int K>
+inline void dot_block(const T* w, const T* const* partners, Index n, T* out) {
+  using P = Packet<T>;
+  const T* x[K];
+  STOCH_UNROLL
+  for (int k = 0; k < K; ++k) x[k] = in_register(partners[k]);
+  constexpr Index S = kPacketSize<T>;
+  constexpr int U = K >= 4 ? 1 : 4 / K;
+  P acc[U][K];
+  STOCH_UNROLL
+  for (int u = 0; u < U; ++u)
+    STOCH_UNROLL
+    for (int k = 0; k < K; ++k) acc[u][k] = Eigen::internal::pset1<P>(T(0));
+  Index j = 0;
+  for (; j + U * S <= n; j += U * S)
+    STOCH_UNROLL
+    for (int u = 0; u < U; ++u) {
+      const P wp = Eigen::internal::ploadu<P>(w + j + u * S);
+      STOCH_UNROLL
+      for (int k = 0; k < K; ++k)
+        acc[u][k] = Eigen::internal::pmadd(wp, Eigen::internal::ploadu<P>(x[k] + j + u * S), acc[u][k]);
+    }
+  for (; j + S <= n; j += S) {
+    const P wp = Eigen::internal::ploadu<P>(w + j);
+    STOCH_UNROLL
+    for (int k = 0; k < K; ++k)
+      acc[0][k] = Eigen::internal::pmadd(wp, Eigen::internal::ploadu<P>(x[k] + j), acc[0][k]);
+  }
+  STOCH_UNROLL
+  for (int k = 0; k < K; ++k) {
+    STOCH_UNROLL
+    for (int u = 1; u < U; ++u) acc[0][k] = Eigen::internal::padd(acc[0][k], acc[u][k]);
+    T sum = Eigen::internal::predux(acc[0][k]);
+    for (Index t = j; t < n; ++t) sum += w[t] * x[k][t];
+    out[k] = sum;
+  }
+}
+
+/// The fused expert backward for one unit and K of its examples, over n rows of the `in` axis:
+///   g[j]    += sum_k c[k] * x[k][j]   (dW: the unit's weight-gradient column)
+///   dx[k][j] += c[k] * w[j]           (the expert's share of dL/dx)
+/// with c[k] = dL/dH[i, b_k] = h[i, b_k] * dy[i, b_k]. w and g are loaded once per packet for K examples.
+template <class T, int K>
+inline void backward_block(const T* w, T* g, const T* const* partners, T* const* partner_gradients, const T* c,
+                           Index n) {
+  using P = Packet<T>;
+  const T* x[K];
+  T* dx[K];
+  STOCH_UNROLL
+  for (int k = 0; k < K; ++k) {
+    x[k] = in_register(partners[k]);
+    dx[k] = in_register(partner_gradients[k]);
+  }
+  constexpr Index S = kPacketSize<T>;
+  P coefficient[K];
+  STOCH_UNROLL
+  for (int k = 0; k < K; ++k) coefficient[k] = Eigen::internal::pset1<P>(c[k]);
+  Index j = 0;
+  for (; j + S <= n; j += S) {
+    const P wp = Eigen::internal::ploadu<P>(w + j);
+    P gp = Eigen::internal::ploadu<P>(g + j);
+    STOCH_UNROLL
+    for (int k = 0; k < K; ++k) {
+      gp = Eigen::internal::pmadd(coefficient[k], Eigen::internal::ploadu<P>(x[k] + j), gp);
+      Eigen::internal::pstoreu(dx[k] + j,
+                               Eigen::internal::pmadd(coefficient[k], wp, Eigen::internal::ploadu<P>(dx[k] + j)));
+    }
+    Eigen::internal::pstoreu(g + j, gp);
+  }
+  for (; j < n; ++j) {
+    T gj = g[j];
+    STOCH_UNROLL
+    for (int k = 0; k < K; ++k) {
+      gj += c[k] * x[k][j];
+      dx[k][j] += c[k] * w[j];
+    }
+    g[j] = gj;
+  }
+}
+
+/// Calls `block.template operator()<K>(first)` over `count` items: blocks of 8, then one block of the
+/// exact remainder (a unit open in 3 examples is one K = 3 block: 4 loads per 3 FMAs, not 5).
+template <class Block>
+inline void for_each_block(Index count, Block&& block) {
+  Index first = 0;
+  for (; first + 8 <= count; first += 8) block.template operator()<8>(first);
+  switch (count - first) {
+    case 7: block.template operator()<7>(first); break;
+    case 6: block.template operator()<6>(first); break;
+    case 5: block.template operator()<5>(first); break;
+    case 4: block.template operator()<4>(first); break;
+    case 3: block.template operator()<3>(first); break;
+    case 2: block.template operator()<2>(first); break;
+    case 1: block.template operator()<1>(first); break;
+    default: break;
+  }
+}
+
+/// The two operands of a kernel pass in list order. By unit, list m is unit m: its weight column is the
+/// operand loaded once ("fixed") and the inputs of its examples are the "partners"; by example the roles
+/// swap. The dot products and the backward updates are symmetric in the two, so one kernel serves both.
+template <class T>
+struct ListOperands {
+  const ActiveSet& active;
+  const MatrixCRef<T>& weights_t;  // in x units
+  const MatrixCRef<T>& x;          // in x batch
+  bool by_unit() const { return active.layout() == ListLayout::by_unit; }
+  const T* fixed(Index m, Index j0) const { return (by_unit() ? weights_t.col(m) : x.col(m)).data() + j0; }
+  const T* partner(Index other, Index j0) const {
+    return (by_unit() ? x.col(other) : weights_t.col(other)).data() + j0;
+  }
+};
+
+/// Sparse expert forward: for every open pair (i, b) of `active`, the dot product
+/// H[i, b] = sum_j Wt[j, i] x[j, b], handed to `finish(i, b, value)` once complete. Wt is `in x units`,
+/// x is `in x batch`; `partial` (nonzeros() values, in the flat order of the lists, so that the chunk
+/// passes read and write it sequentially) holds the running sums between cache chunks.
+template <class T, class Finish>
+void sparse_expert_forward(const ActiveSet& active, const MatrixCRef<T>& weights_t, const MatrixCRef<T>& x,
+                           T* partial, Finish&& finish, Index chunk_bytes = kChunkBytes) {
+  const ListOperands<T> operands{active, weights_t, x};
+  const bool by_unit = operands.by_unit();
+  const Index in = x.rows();
+  const Index rows = chunk_rows<T>(in, x.cols(), chunk_bytes);
+  for (Index j0 = 0; j0 < in; j0 += rows) {
+    const Index n = std::min(rows, in - j0);
+    const bool first_chunk = j0 == 0, last_chunk = j0 + n == in;
+    for (Index m = 0; m < active.lists(); ++m) {
+      const std::span<const std::int32_t> others = active.list(m);
+      if (others.empty()) continue;
+      const T* fixed = operands.fixed(m, j0);
+      T* sums = partial + active.offset(m);
+      for_each_block(static_cast<Index>(others.size()), [&]<int K>(Index first) {
+        const T* partners[K];
+        T out[K];
+        STOCH_UNROLL
+        for (int k = 0; k < K; ++k) partners[k] = operands.partner(others[static_cast<std::size_t>(first + k)], j0);
+        dot_block<T, K>(fixed, partners, n, out);
+        STOCH_UNROLL
+        for (int k = 0; k < K; ++k) {
+          const Index other = others[static_cast<std::size_t>(first + k)];
+          const Index i = by_unit ? m : other, b = by_unit ? other : m;
+          const T value = first_chunk ? out[k] : sums[first + k] + out[k];
+          if (last_chunk) finish(i, b, value);
+          else sums[first + k] = value;
+        }
+      });
+    }
+  }
+}
+
+/// Sparse expert backward over the open pairs of `active`, with `coefficients` = dL/dH at those pairs in
+/// the flat order of the lists: ACCUMULATES the weight gradient (`in x units`, transposed like the
+/// weights) and ACCUMULATES the expert's share of dL/dx into `input_gradient` (`in x batch`).
+template <class T>
+void sparse_expert_backward(const ActiveSet& active, const T* coefficients, const MatrixCRef<T>& weights_t,
+                            const MatrixCRef<T>& x, MatrixRef<T> weight_gradient_t, MatrixRef<T> input_gradient,
+                            Index chunk_bytes = kChunkBytes) {
+  const ListOperands<T> operands{active, weights_t, x};
+  const bool by_unit = operands.by_unit();
+  const Index in = x.rows();
+  const Index rows = chunk_rows<T>(in, x.cols(), chunk_bytes);
+  for (Index j0 = 0; j0 < in; j0 += rows) {
+    const Index n = std::min(rows, in - j0);
+    for (Index m = 0; m < active.lists(); ++m) {
+      const std::span<const std::int32_t> others = active.list(m);
+      if (others.empty()) continue;
+      // By unit: w = the unit's weights, g = its weight gradient, partners = inputs and input gradients.
+      // By example: w = the example's input, g = its input gradient, partners = weights and their gradients.
+      const T* w = operands.fixed(m, j0);
+      T* g = (by_unit ? weight_gradient_t.col(m) : input_gradient.col(m)).data() + j0;
+      const T* c = coefficients + active.offset(m);
+      for_each_block(static_cast<Index>(others.size()), [&]<int K>(Index first) {
+        const T* partners[K];
+        T* partner_gradients[K];
+        STOCH_UNROLL
+        for (int k = 0; k < K; ++k) {
+          const Index other = others[static_cast<std::size_t>(first + k)];
+          partners[k] = operands.partner(other, j0);
+          partner_gradients[k] = (by_unit ? input_gradient.col(other) : weight_gradient_t.col(other)).data() + j0;
+        }
+        backward_block<T, K>(w, g, partners, partner_gradients, c + first, n);
+      });
+    }
+  }
+}
+
+}  // namespace internal
+}  // namespace stoch
