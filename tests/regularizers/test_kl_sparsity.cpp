@@ -16,9 +16,10 @@ Matrix<double> sigmoid_of(const Matrix<double>& a) { return sigmoid(a.array()).m
 
 TEMPLATE_TEST_CASE("KlSparsity value is Eq. 14 on the batch-mean activations", "[kl_sparsity]", float, double) {
   using T = TestType;
-  Matrix<T> p(2, 4);
-  p << 0.1, 0.3, 0.2, 0.2,  // pbar = 0.2
-      0.9, 0.7, 0.5, 0.5;   // pbar = 0.65
+  Matrix<double> p_exact(2, 4);
+  p_exact << 0.1, 0.3, 0.2, 0.2,  // pbar = 0.2
+      0.9, 0.7, 0.5, 0.5;         // pbar = 0.65
+  const Matrix<T> p = p_exact.cast<T>();
   const KlSparsity<T> kl{.target = T(0.25), .strength = T(0.5)};
   const double expected = -0.5 * (0.25 * std::log(0.2) + 0.75 * std::log(0.8) +  //
                                    0.25 * std::log(0.65) + 0.75 * std::log(0.35));

@@ -15,7 +15,7 @@ TEMPLATE_TEST_CASE("AdaptiveL1 value and gradient are Eq. 15 on batch means", "[
   AdaptiveL1<T> l1(T(0.1), T(0.5));
   Matrix<T> h(2, 4);
   h << 0, 2, 0, 2,  // mean 1
-      0, 0, 0, 0.4;  // mean 0.1
+      0, 0, 0, T(0.4);  // mean 0.1
   CHECK(l1.value(h) == Approx(0.5 * 1.1));
   Matrix<T> dh = Matrix<T>::Constant(2, 4, T(1));
   l1.add_gradient_wrt_output(h, dh);  // accumulates

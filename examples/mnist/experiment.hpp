@@ -1,0 +1,101 @@
+// The MNIST experiment of Sec. 5 / App. A: what a variant is, what a run produces.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <stoch/data/mnist.hpp>
+
+namespace mnist {
+
+using T = float;  // the paper's models fit comfortably in float; float doubles the SIMD width
+
+/// Figure 2 (right): training criterion, valid and test classification error (fractions, not %).
+struct PaperRow {
+  double train, valid, test;
+};
+
+/// One of the seven gaters of Figure 2.
+struct VariantSpec {
+  std::string name;   ///< command-line name, e.g. "straight-through"
+  std::string label;  ///< the paper's row label
+  int id;             ///< fixed index (0..6): selects the variant's random streams, whatever --variants says
+  PaperRow paper;
+};
+
+/// The seven variants, in the paper's order.
+const std::vector<VariantSpec>& all_variants();
+
+/// Settings shared by all variants (command line).
+struct Settings {
+  int epochs = 0;
+  std::uint64_t seed = 1;
+  stoch::Index train_limit = 0;
+  stoch::Index batch = 32;        ///< App. A: mini-batches of 32
+  stoch::Index eval_batch = 32;   ///< batch size of every evaluation pass (and of the timing)
+  double learning_rate = 0.1;     ///< App. A.4
+  double momentum_sts = 0.5;      ///< App. A.4: "We use momentum for STS" (value not given)
+  double kl_strength = 0;         ///< lambda of Eq. 14 (sigmoid gates); 0: the variant's default
+  double target_density = 0.1;    ///< App. A.1
+  double firing_rate = 0;         ///< Sec. 2.1 firing-rate control of the rectifiers' offsets (0: off)
+  double max_norm = 2.0;          ///< App. A.4
+  int eval_samples = 10;          ///< K of the "mean over K samples" test-time rule
+  int timing_repeats = 3;         ///< evaluation timings: best of this many passes over the test set
+  std::filesystem::path out;      ///< checkpoints and results
+  bool resume = false;
+};
+
+/// What one epoch measured (the learning curve and the diagnostics of the issue).
+struct EpochRecord {
+  int epoch = 0;                        ///< 1-based
+  double train_criterion = 0;           ///< mean training-mode cross-entropy over the epoch's batches
+  double sparsity_penalty = 0;          ///< mean Eq. 14 / Eq. 15 value over the epoch's batches
+  double train_density = 0;             ///< mean fraction of open gates in training batches
+  double train_batch_unit_fraction = 0; ///< mean fraction of expert units some example of a batch needs
+  double valid_error = 0;               ///< deterministic network, calibrated threshold (App. A.3)
+  double valid_error_stochastic = 0;    ///< training-mode network (one noise sample per example)
+  double valid_density = 0;             ///< deterministic gate density on the validation set
+  double valid_batch_unit_fraction = 0; ///< same as the training one, deterministic, validation batches
+  std::optional<double> indecisive;     ///< fraction of gate probabilities in (0.05, 0.95), if defined
+  std::optional<double> threshold;      ///< calibrated test-time threshold, for thresholded gates
+  double dead_units = 0;                ///< units never open on the validation set (deterministic)
+  double always_on_units = 0;           ///< units open for every validation example
+  std::optional<double> l1_lambda;      ///< adaptive L1 strength at the end of the epoch (rectifiers)
+  double seconds = 0;                   ///< wall time of the epoch's training (without evaluation)
+  double eval_seconds = 0;              ///< wall time of the epoch's evaluation
+};
+
+/// One test-time gate rule (the second table of results.md).
+struct GateRuleResult {
+  std::string rule;
+  double valid_error = 0, test_error = 0, test_density = 0;
+};
+
+struct VariantResult {
+  VariantSpec spec;
+  int epochs = 0;       ///< epochs trained
+  int best_epoch = 0;   ///< epoch whose parameters are reported (lowest deterministic valid error)
+  double train_criterion = 0, valid_error = 0, test_error = 0, gate_density = 0;
+  double eval_seconds_sparse = 0, eval_seconds_dense = 0, train_seconds = 0;
+  stoch::Index units = 0;
+  std::vector<EpochRecord> curve;
+  std::vector<GateRuleResult> gate_rules;
+  std::vector<std::pair<std::string, std::string>> settings;  ///< the variant's hyper-parameters, for the record
+};
+
+/// Progress reporting, shared by the threads (implemented in main.cpp).
+struct Progress {
+  std::function<void(const std::string& variant, const std::string& status)> status;  ///< transient
+  std::function<void(const std::string& line)> line;                                  ///< permanent
+};
+
+/// Trains (or resumes) one variant and evaluates it. Single-threaded; safe to call from several threads
+/// for different variants.
+VariantResult run_variant(const VariantSpec& spec, const Settings& settings, const stoch::Mnist<T>& data,
+                          const Progress& progress);
+
+}  // namespace mnist

@@ -1,0 +1,243 @@
+// mnist — reproduces Figure 2 of Bengio, Léonard, Courville (2013): seven gaters of a conditional layer on
+// MNIST (Sec. 5, App. A), the table side by side with the paper's numbers, the learning curves, the test-time
+// gate rules and what skipping closed gates saves. See examples/mnist/README.md.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <exception>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <numeric>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+
+#include "experiment.hpp"
+#include "report.hpp"
+
+namespace {
+
+/// Default epoch budget: all seven variants in about 45 minutes on 2 cores (README.md, "Time").
+constexpr int kDefaultEpochs = 30;
+/// Exit status when the data is not found (CTest's SKIP_RETURN_CODE for the smoke test).
+constexpr int kNoDataExitCode = 77;
+
+/// The fetch script's cache: ${STOCH_MNIST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/stoch/mnist}.
+std::filesystem::path default_cache_dir() {
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return std::filesystem::path(xdg) / "stoch/mnist";
+  if (const char* home = std::getenv("HOME"); home && *home) return std::filesystem::path(home) / ".cache/stoch/mnist";
+  return {};
+}
+
+/// --data DIR, else STOCH_MNIST_DIR, else the fetch script's cache; empty if none holds the four files.
+std::filesystem::path find_data(const std::string& option, std::string& tried) {
+  std::vector<std::filesystem::path> candidates;
+  if (!option.empty()) {
+    candidates.push_back(option);
+  } else {
+    if (const char* env = std::getenv("STOCH_MNIST_DIR"); env && *env) candidates.push_back(env);
+    if (auto cache = default_cache_dir(); !cache.empty()) candidates.push_back(cache);
+  }
+  for (const auto& dir : candidates) {
+    tried += (tried.empty() ? "" : ", ") + dir.string();
+    if (stoch::has_mnist(dir)) return dir;
+  }
+  return {};
+}
+
+/// One permanent line per variant and epoch; on a terminal, also a transient status line of every running
+/// variant, rewritten at most twice a second.
+class Terminal {
+ public:
+  Terminal() : tty_(::isatty(STDERR_FILENO) != 0) {}
+
+  mnist::Progress progress() {
+    return {[this](const std::string& variant, const std::string& status) { set_status(variant, status); },
+            [this](const std::string& line) { print(line); }};
+  }
+  void done(const std::string& variant) {
+    std::lock_guard lock(mutex_);
+    status_.erase(variant);
+  }
+  void print(const std::string& line) {
+    std::lock_guard lock(mutex_);
+    clear();
+    std::cout << line << std::endl;
+    draw();
+  }
+
+ private:
+  void set_status(const std::string& variant, const std::string& status) {
+    if (!tty_) return;
+    std::lock_guard lock(mutex_);
+    status_[variant] = status;
+    clear();
+    draw();
+  }
+  void clear() {
+    if (tty_) std::cerr << "\r\033[K" << std::flush;
+  }
+  void draw() {
+    if (!tty_ || status_.empty()) return;
+    std::string text;
+    for (const auto& [variant, status] : status_) text += (text.empty() ? "" : " | ") + status;
+    std::cerr << text.substr(0, 230) << std::flush;
+  }
+
+  bool tty_;
+  std::mutex mutex_;
+  std::map<std::string, std::string> status_;
+};
+
+std::vector<mnist::VariantResult> finished_results(const std::vector<mnist::VariantResult>& results) {
+  std::vector<mnist::VariantResult> finished;
+  for (const auto& r : results)
+    if (r.epochs > 0) finished.push_back(r);
+  return finished;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  mnist::Settings settings;
+  settings.epochs = kDefaultEpochs;
+  std::string data_option, out = "mnist-results";
+  std::vector<std::string> variant_names;
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+
+  CLI::App app{"Reproduces Figure 2 of Bengio, Leonard, Courville (2013), \"Estimating or Propagating Gradients "
+               "Through Stochastic Neurons for Conditional Computation\": seven gaters on MNIST."};
+  app.add_option("--data", data_option,
+                 "directory with the four MNIST IDX files (plain or .gz); default: $STOCH_MNIST_DIR, then the "
+                 "cache of scripts/fetch-mnist");
+  std::string all;
+  for (const auto& v : mnist::all_variants()) all += (all.empty() ? "" : ",") + v.name;
+  app.add_option("--variants", variant_names, "comma-separated subset of: " + all + " (default: all)")
+      ->delimiter(',');
+  app.add_option("--epochs", settings.epochs, "training epochs per variant")->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--seed", settings.seed, "seed of every random stream")->capture_default_str();
+  app.add_option("--threads", threads,
+                 "variants trained at the same time, one thread each (results do not depend on it)")
+      ->check(CLI::Range(1, 64))->capture_default_str();
+  app.add_option("--out", out, "directory for results.json, results.md, the plot and the checkpoints")
+      ->capture_default_str();
+  app.add_flag("--resume", settings.resume, "continue from the checkpoints in --out (same results as uninterrupted)");
+  app.add_option("--train-limit", settings.train_limit,
+                 "use only the first N training images (quick runs; 0: all 50,000)")->check(CLI::NonNegativeNumber);
+  app.add_option("--learning-rate", settings.learning_rate, "learning rate (App. A.4: 0.1)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--sts-momentum", settings.momentum_sts, "momentum of the STS variant")
+      ->check(CLI::Range(0.0, 0.999))->capture_default_str();
+  app.add_option("--kl-strength", settings.kl_strength, "lambda of the KL sparsity penalty (Eq. 14); 0: default")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--rectifier-firing-rate", settings.firing_rate,
+                 "rectifiers: raise the offset of units firing less often than this (Sec. 2.1); 0: off")
+      ->check(CLI::Range(0.0, 0.999))->capture_default_str();
+  app.add_option("--eval-batch", settings.eval_batch, "batch size of evaluation and of its timing")
+      ->check(CLI::Range(1, 10000))->capture_default_str();
+  app.add_option("--eval-samples", settings.eval_samples, "K of the 'mean of K samples' gate rule")
+      ->check(CLI::Range(1, 1000))->capture_default_str();
+  app.add_option("--timing-repeats", settings.timing_repeats, "evaluation timings: best of this many passes")
+      ->check(CLI::Range(1, 100))->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  std::vector<mnist::VariantSpec> variants;
+  if (variant_names.empty()) variants = mnist::all_variants();
+  for (const std::string& name : variant_names) {
+    const auto& known = mnist::all_variants();
+    const auto it = std::find_if(known.begin(), known.end(), [&](const auto& v) { return v.name == name; });
+    if (it == known.end()) {
+      std::cerr << "mnist: unknown variant '" << name << "'; known: " << all << "\n";
+      return 2;
+    }
+    if (std::none_of(variants.begin(), variants.end(), [&](const auto& v) { return v.name == name; }))
+      variants.push_back(*it);
+  }
+
+  std::sort(variants.begin(), variants.end(), [](const auto& a, const auto& b) { return a.id < b.id; });  // paper order
+
+  std::string tried;
+  const std::filesystem::path data_dir = find_data(data_option, tried);
+  if (data_dir.empty()) {
+    std::cerr << "mnist: the MNIST files (train-images-idx3-ubyte, ...) are not in " << (tried.empty() ? "?" : tried)
+              << ".\nFetch them with scripts/fetch-mnist (or pass --data DIR).\n";
+    return kNoDataExitCode;
+  }
+
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<mnist::VariantResult> results(variants.size());
+  std::vector<std::string> failures;
+  try {
+    settings.out = out;
+    std::filesystem::create_directories(settings.out);
+    const stoch::Mnist<mnist::T> data = stoch::load_mnist<mnist::T>(data_dir, settings.train_limit);
+    std::cout << "MNIST from " << data_dir.string() << ": " << data.train.size() << " train, " << data.valid.size()
+              << " valid, " << data.test.size() << " test; " << variants.size() << " variant(s), " << settings.epochs
+              << " epoch(s), " << std::min<std::size_t>(threads, variants.size()) << " thread(s)" << std::endl;
+
+    Terminal terminal;
+    const mnist::Progress progress = terminal.progress();
+    // Longest first (measured: the 2000-unit sigmoid gates, then the rectifiers, then the 200-unit baselines),
+    // so that two threads finish close together.
+    std::vector<std::size_t> schedule(variants.size());
+    std::iota(schedule.begin(), schedule.end(), std::size_t{0});
+    constexpr int kCostRank[] = {3, 1, 0, 2, 4, 5, 6};  // by variant id
+    std::stable_sort(schedule.begin(), schedule.end(), [&](std::size_t a, std::size_t b) {
+      return kCostRank[variants[a].id] < kCostRank[variants[b].id];
+    });
+    std::atomic<std::size_t> next{0};
+    std::mutex failures_mutex, results_mutex;
+    auto worker = [&] {
+      for (std::size_t n; (n = next.fetch_add(1)) < variants.size();) {
+        const std::size_t k = schedule[n];
+        try {
+          mnist::VariantResult result = mnist::run_variant(variants[k], settings, data, progress);
+          {  // results.json / results.md so far, so that a long run shows each variant as soon as it is done
+            std::lock_guard lock(results_mutex);
+            results[k] = std::move(result);
+            mnist::RunInfo info = mnist::describe_run(argc, argv, threads, data_dir.string());
+            info.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            mnist::write_results(settings.out, finished_results(results), settings, info);
+          }
+          terminal.done(variants[k].name);
+          terminal.print(variants[k].name + ": done, test error " +
+                         std::to_string(100 * results[k].test_error).substr(0, 5) + "%");
+        } catch (const std::exception& e) {
+          terminal.done(variants[k].name);
+          std::lock_guard lock(failures_mutex);
+          failures.push_back(variants[k].name + ": " + e.what());
+          terminal.print("mnist: " + failures.back());
+        }
+      }
+    };
+    std::vector<std::thread> pool;
+    for (int t = 0; t < std::min<int>(threads, static_cast<int>(variants.size())); ++t) pool.emplace_back(worker);
+    for (std::thread& t : pool) t.join();
+
+    const std::vector<mnist::VariantResult> finished = finished_results(results);
+    mnist::RunInfo info = mnist::describe_run(argc, argv, threads, data_dir.string());
+    info.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    mnist::write_results(settings.out, finished, settings, info);
+    std::cout << "\nFigure 2 (right), re-measured (errors in %; paper's numbers next to ours):\n\n"
+              << mnist::figure2_table(finished) << "\n"
+              << mnist::plot_learning_curves(settings.out, finished) << "\n"
+              << "results: " << (settings.out / "results.md").string() << ", "
+              << (settings.out / "results.json").string() << std::endl;
+  } catch (const std::exception& e) {
+    std::cerr << "mnist: " << e.what() << "\n";
+    return 1;
+  }
+  if (!failures.empty()) {
+    for (const auto& f : failures) std::cerr << "mnist: failed: " << f << "\n";
+    return 1;
+  }
+  return 0;
+}

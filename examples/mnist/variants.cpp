@@ -1,0 +1,194 @@
+// The seven gaters of Figure 2 with the settings of App. A (see README.md for every choice the paper
+// leaves open). Each variant is one instantiation of Trainer<Gate>.
+#include <cmath>
+#include <string>
+
+#include <stoch/core/math.hpp>
+#include <stoch/gates/noisy_rectifier.hpp>
+#include <stoch/gates/noisy_sigmoid.hpp>
+#include <stoch/gates/stochastic_binary.hpp>
+#include <stoch/gates/stochastic_times_smooth.hpp>
+#include <stoch/gates/straight_through.hpp>
+#include <stoch/regularizers/kl_sparsity.hpp>
+#include <stoch/regularizers/l1_sparsity.hpp>
+
+#include "experiment.hpp"
+#include "trainer.hpp"
+
+namespace mnist {
+
+const std::vector<VariantSpec>& all_variants() {
+  static const std::vector<VariantSpec> variants = {
+      {"noisy-rectifier", "Noisy Rectifier", 0, {6.7e-4, 0.0152, 0.0187}},
+      {"straight-through", "Straight-through", 1, {3.3e-3, 0.0142, 0.0139}},
+      {"sts", "Smooth Times Stoch.", 2, {4.4e-3, 0.0186, 0.0196}},
+      {"sbn", "Stoch. Binary Neuron", 3, {9.9e-3, 0.0178, 0.0189}},
+      {"baseline-rectifier", "Baseline Rectifier", 4, {6.3e-5, 0.0166, 0.0160}},
+      {"baseline-sigmoid-noise", "Baseline Sigmoid+Noise", 5, {1.8e-3, 0.0188, 0.0187}},
+      {"baseline-sigmoid", "Baseline Sigmoid", 6, {3.2e-3, 0.0197, 0.0192}},
+  };
+  return variants;
+}
+
+namespace {
+
+// Choices where the paper is silent (README.md, "Choices"): the same for every variant they apply to.
+constexpr double kDefaultKlStrength = 0.01;   // lambda of Eq. 14 for the sigmoid gates (ST, STS, SBN)
+constexpr double kL1StartLambda = 1e-3;      // adaptive L1 (Eq. 15): start value, x1.01 per batch
+constexpr double kL1AdaptFactor = 1.01;
+constexpr double kL1Band = 0.01;             // App. A.1: adapt when outside target +- 0.01
+constexpr double kSigmoidNoiseStd = 1.0;     // Baseline Sigmoid+Noise: as the noisy rectifier's (App. A.4)
+constexpr T kBetaNoiseBeta = T(40.1);        // App. A.2
+constexpr Index kUnits = 2000, kBaselineUnits = 200;
+
+std::string str(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", v);
+  return text;
+}
+
+double standard_normal_cdf(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
+
+/// The noisy rectifier with, as its deterministic counterpart, the EXPECTED output given the pre-activation,
+/// thresholded like the other gates (App. A.3):
+///     h = E_z[max(0, m + z)] * 1[m > t],   m = a + c,   E_z[max(0, m + z)] = m Phi(m / s) + s phi(m / s)
+/// for Gaussian noise of standard deviation s (Prop. 1 (b) is the logistic analogue: softplus(m)).
+/// Why: the network after the gate is linear in h (y = h ⊙ H, then an affine layer), so before thresholding
+/// these are exactly the expected logits of the stochastic network. stoch::NoisyRectifier's own evaluation,
+/// m * 1[m > t], outputs negative gate values when the calibrated t is negative (it is, at 10% density: the
+/// noise opens most gates) and made the deterministic network several times worse than the stochastic one.
+/// With s = 0 (Baseline Rectifier) both are max(0, m) * 1[m > t].
+template <class Tp>
+class MeanFieldNoisyRectifier : public stoch::NoisyRectifier<Tp> {
+  using Base = stoch::NoisyRectifier<Tp>;
+
+ public:
+  using Base::Base;
+
+  const stoch::Matrix<Tp>& forward(const stoch::MatrixCRef<Tp>& a, stoch::Context<Tp>& ctx) {
+    Base::forward(a, ctx);
+    const Tp s = this->options().noise_scale;
+    if (ctx.training() || s == Tp(0)) return this->output_;
+    const Tp t = this->threshold();
+    const Tp inv_sqrt2 = Tp(1) / std::sqrt(Tp(2)), inv_sqrt2pi = Tp(1) / std::sqrt(Tp(2) * Tp(3.14159265358979323846));
+    const stoch::Matrix<Tp>& m = this->scores_;
+    for (stoch::Index k = 0; k < m.size(); ++k) {
+      const Tp mk = m.data()[k], u = mk / s;
+      this->output_.data()[k] =
+          mk > t ? mk * Tp(0.5) * std::erfc(-u * inv_sqrt2) + s * inv_sqrt2pi * std::exp(Tp(-0.5) * u * u) : Tp(0);
+    }
+    return this->output_;
+  }
+};
+
+template <class G>
+VariantResult train(const VariantSpec& spec, const Settings& s, VariantConfig config, G gate,
+                    const stoch::Mnist<T>& data, const Progress& progress) {
+  config.settings.insert(config.settings.begin(),
+                         {{"units", std::to_string(config.units)},
+                          {"learning_rate", str(s.learning_rate)},
+                          {"gater_learning_rate", str(s.learning_rate * config.gater_learning_rate_scale)},
+                          {"momentum", str(config.momentum)},
+                          {"max_norm", str(s.max_norm)},
+                          {"batch", std::to_string(s.batch)}});
+  // Heap-allocated: the network holds large buffers, and must not move once the optimiser has pointers into it.
+  auto trainer = std::make_unique<Trainer<G>>(spec, s, std::move(config), std::move(gate), data, progress);
+  return trainer->run();
+}
+
+stoch::AdaptiveL1<T> adaptive_l1(const Settings& s) {
+  return stoch::AdaptiveL1<T>(static_cast<T>(s.target_density), static_cast<T>(kL1StartLambda),
+                              static_cast<T>(kL1AdaptFactor), static_cast<T>(kL1Band), "l1.lambda");
+}
+
+stoch::KlSparsity<T> kl(const Settings& s) {
+  return {.target = static_cast<T>(s.target_density),
+          .strength = static_cast<T>(s.kl_strength > 0 ? s.kl_strength : kDefaultKlStrength)};
+}
+
+VariantResult rectifier(const VariantSpec& spec, const Settings& s, const stoch::Mnist<T>& data,
+                        const Progress& progress, double noise) {
+  stoch::NoisyRectifierOptions<T> options;
+  options.noise_scale = static_cast<T>(noise);
+  options.l1 = adaptive_l1(s);
+  if (s.firing_rate > 0)  // Sec. 2.1: push up the offset of units firing less than the target
+    options.firing_rate = stoch::FiringRateControl<T>{.target = static_cast<T>(s.firing_rate)};
+  VariantConfig config;
+  config.units = kUnits;
+  config.calibrate = noise > 0;  // App. A.3 thresholds for the stochastic gates; the baseline keeps max(0, .)
+  config.half_threshold = 0;     // P(a + c + z > 0) > 1/2  <=>  a + c > 0 (symmetric noise)
+  if (noise > 0) config.probability = [noise](double score) { return standard_normal_cdf(score / noise); };
+  config.settings = {{"noise_std", str(noise)},
+                     {"deterministic_counterpart", "E[max(0, a + c + z)] where a + c > t"},
+                     {"firing_rate_control", s.firing_rate > 0 ? "target " + str(s.firing_rate) : "off"},
+                     {"sparsity", "adaptive L1, start " + str(kL1StartLambda) + ", x" + str(kL1AdaptFactor) +
+                                      " per batch outside target +- " + str(kL1Band)}};
+  return train(spec, s, std::move(config), MeanFieldNoisyRectifier<T>(kUnits, options, "gate"), data, progress);
+}
+
+/// Sigmoid gates start at the KL target: p = sigm(b + E[noise]) = s, so the sparsity penalty does not
+/// have to pull 2000 units down from p = 1/2 first (the SBN gater learns 100 times slower than the others).
+VariantConfig sigmoid_gate_config(const Settings& s, double noise_mean = 0) {
+  VariantConfig config;
+  config.units = kUnits;
+  config.gate_bias = static_cast<T>(stoch::logit(s.target_density) - noise_mean);
+  config.calibrate = true;
+  config.half_threshold = T(0.5);
+  config.probability = [](double p) { return p; };
+  config.settings = {{"sparsity", "KL (Eq. 14), lambda " + str(kl(s).strength)},
+                     {"gate_bias_init", str(config.gate_bias)}};
+  return config;
+}
+
+VariantResult sigmoid_baseline(const VariantSpec& spec, const Settings& s, const stoch::Mnist<T>& data,
+                               const Progress& progress, double noise) {
+  VariantConfig config;
+  config.units = kBaselineUnits;
+  config.probability = [](double h) { return h; };
+  config.settings = {{"noise_std", str(noise)}, {"sparsity", "none"}};
+  return train(spec, s, std::move(config),
+               stoch::NoisySigmoid<T>(kBaselineUnits, {.noise_std = static_cast<T>(noise)}), data, progress);
+}
+
+}  // namespace
+
+VariantResult run_variant(const VariantSpec& spec, const Settings& s, const stoch::Mnist<T>& data,
+                          const Progress& progress) {
+  switch (spec.id) {
+    case 0: return rectifier(spec, s, data, progress, 1.0);
+    case 1: {
+      VariantConfig config = sigmoid_gate_config(s);
+      config.settings.push_back({"estimator", "dL/da = dL/dh (no sigmoid derivative)"});
+      return train(spec, s, std::move(config),
+                   stoch::StraightThrough<T>(kUnits, {.sigmoid_derivative = false, .kl = kl(s)}, "gate"), data,
+                   progress);
+    }
+    case 2: {
+      const stoch::BetaNoise<T> beta{.beta = kBetaNoiseBeta, .target = static_cast<T>(s.target_density)};
+      VariantConfig config = sigmoid_gate_config(s, beta.mean());
+      config.momentum = s.momentum_sts;
+      config.probability = [](double score) { return score * score; };  // score = sqrt(p)
+      config.settings.push_back({"beta_noise", "beta " + str(kBetaNoiseBeta) + ", mode at the target"});
+      stoch::StochasticTimesSmoothOptions<T> options;
+      options.beta_noise = beta;
+      options.kl = kl(s);
+      return train(spec, s, std::move(config), stoch::StochasticTimesSmooth<T>(kUnits, options, "gate"), data,
+                   progress);
+    }
+    case 3: {
+      VariantConfig config = sigmoid_gate_config(s);
+      config.gater_learning_rate_scale = 0.01;  // App. A.4: 0.001 for the gater, 0.1 elsewhere
+      config.settings.push_back({"estimator", "(h - p)(L - Lbar), Lbar: Eq. 10 moving averages, rate 0.01"});
+      stoch::StochasticBinaryOptions<T> options;
+      options.baseline = stoch::SbnBaseline::minimum_variance;
+      options.kl = kl(s);
+      return train(spec, s, std::move(config), stoch::StochasticBinary<T>(kUnits, options, "gate"), data, progress);
+    }
+    case 4: return rectifier(spec, s, data, progress, 0.0);
+    case 5: return sigmoid_baseline(spec, s, data, progress, kSigmoidNoiseStd);
+    case 6: return sigmoid_baseline(spec, s, data, progress, 0.0);
+    default: stoch::internal::fail("unknown variant id " + std::to_string(spec.id));
+  }
+}
+
+}  // namespace mnist

@@ -1,0 +1,33 @@
+# Runs one libFuzzer target for $ENV{STOCH_FUZZ_SECONDS} seconds (default 60) from its seed corpus.
+# -D FUZZER=<binary> NAME=<name> SEEDS=<seed dir> WORK=<dir for the growing corpus, artifacts and log>
+set(seconds 60)
+if(DEFINED ENV{STOCH_FUZZ_SECONDS} AND NOT "$ENV{STOCH_FUZZ_SECONDS}" STREQUAL "")
+  set(seconds $ENV{STOCH_FUZZ_SECONDS})
+endif()
+if(NOT seconds MATCHES "^[0-9]+$")
+  message(FATAL_ERROR "STOCH_FUZZ_SECONDS must be a whole number of seconds, got '${seconds}'")
+endif()
+file(MAKE_DIRECTORY ${WORK}/corpus ${WORK}/artifacts)
+set(log ${WORK}/fuzz.log)
+message(STATUS "fuzz/${NAME}: fuzzing for ${seconds} s from ${SEEDS} (log: ${log})")
+execute_process(
+  COMMAND ${FUZZER} -max_total_time=${seconds} -print_final_stats=1 -timeout=10 -rss_limit_mb=2048
+          -artifact_prefix=${WORK}/artifacts/ ${WORK}/corpus ${SEEDS}
+  RESULT_VARIABLE status OUTPUT_FILE ${log} ERROR_FILE ${log})
+file(READ ${log} output)
+string(REGEX MATCH "stat::number_of_executed_units: ([0-9]+)" _ "${output}")
+set(executions "${CMAKE_MATCH_1}")
+file(GLOB corpus_files ${WORK}/corpus/*)
+list(LENGTH corpus_files corpus_size)
+set(summary "fuzz/${NAME}: ${executions} executions in ${seconds} s, corpus ${corpus_size} inputs, exit status ${status}")
+file(WRITE ${WORK}/summary.txt "${summary}\n")
+message(STATUS "${summary}")
+if(NOT status EQUAL 0)
+  string(LENGTH "${output}" length)
+  if(length GREATER 20000)
+    math(EXPR start "${length} - 20000")
+    string(SUBSTRING "${output}" ${start} -1 output)
+  endif()
+  message("${output}")
+  message(FATAL_ERROR "fuzz/${NAME} found a problem; the input is in ${WORK}/artifacts/")
+endif()

@@ -1,0 +1,37 @@
+# cmake -DMNIST=<binary> -DOUT=<dir> -DMAX_TEST_ERROR=<fraction> -P check_results.cmake
+# Runs a one-epoch, one-variant `mnist` into OUT and checks its results files. Prints
+# "SKIPPED: MNIST data not found" (the test's SKIP_REGULAR_EXPRESSION) when `mnist` exits with 77.
+file(REMOVE_RECURSE ${OUT})
+execute_process(
+  COMMAND ${MNIST} --variants straight-through --epochs 1 --train-limit 3000 --eval-samples 2
+          --timing-repeats 1 --threads 1 --out ${OUT}
+  RESULT_VARIABLE status OUTPUT_VARIABLE output ERROR_VARIABLE errors)
+message("${output}${errors}")
+if(status EQUAL 77)
+  message("SKIPPED: MNIST data not found; run scripts/fetch-mnist (or set STOCH_MNIST_DIR)")
+  return()
+endif()
+if(NOT status EQUAL 0)
+  message(FATAL_ERROR "mnist exited with status ${status}")
+endif()
+foreach(file results.json results.md learning_curves.dat checkpoints/straight-through.stoch)
+  if(NOT EXISTS ${OUT}/${file})
+    message(FATAL_ERROR "mnist did not write ${OUT}/${file}")
+  endif()
+endforeach()
+file(READ ${OUT}/results.json json)
+string(JSON name GET "${json}" variants 0 name)
+string(JSON epochs GET "${json}" variants 0 epochs)
+string(JSON test_error GET "${json}" variants 0 test_error)
+string(JSON density GET "${json}" variants 0 gate_density)
+if(NOT name STREQUAL "straight-through" OR NOT epochs EQUAL 1)
+  message(FATAL_ERROR "results.json: expected one epoch of straight-through, got ${name}, ${epochs} epoch(s)")
+endif()
+# CMake compares numbers as doubles in LESS/GREATER.
+if(NOT test_error LESS ${MAX_TEST_ERROR})
+  message(FATAL_ERROR "test error ${test_error} is not below ${MAX_TEST_ERROR}")
+endif()
+if(density LESS 0.05 OR density GREATER 0.15)
+  message(FATAL_ERROR "test gate density ${density} is not near the calibrated 10%")
+endif()
+message("mnist smoke test: test error ${test_error}, gate density ${density}")
