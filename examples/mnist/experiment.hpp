@@ -38,6 +38,7 @@ struct Settings {
   stoch::Index batch = 32;        ///< App. A: mini-batches of 32
   stoch::Index eval_batch = 32;   ///< batch size of every evaluation pass (and of the timing)
   double learning_rate = 0.1;     ///< App. A.4
+  double learning_rate_decay = 1; ///< rate of epoch e = learning_rate * decay^(e - 1); 1: constant
   double momentum_sts = 0.5;      ///< App. A.4: "We use momentum for STS" (value not given)
   double kl_strength = 0;         ///< lambda of Eq. 14 (sigmoid gates); 0: the variant's default
   double target_density = 0.1;    ///< App. A.1

@@ -134,6 +134,9 @@ int main(int argc, char** argv) {
                  "use only the first N training images (quick runs; 0: all 50,000)")->check(CLI::NonNegativeNumber);
   app.add_option("--learning-rate", settings.learning_rate, "learning rate (App. A.4: 0.1)")
       ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--learning-rate-decay", settings.learning_rate_decay,
+                 "multiply the learning rate by this after every epoch (1: constant)")
+      ->check(CLI::Range(0.5, 1.0))->capture_default_str();
   app.add_option("--sts-momentum", settings.momentum_sts, "momentum of the STS variant")
       ->check(CLI::Range(0.0, 0.999))->capture_default_str();
   app.add_option("--kl-strength", settings.kl_strength, "lambda of the KL sparsity penalty (Eq. 14); 0: default")

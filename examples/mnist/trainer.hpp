@@ -133,6 +133,8 @@ class Trainer {
       yb_.resize(static_cast<std::size_t>(batch));
     }
     shuffle(r.epoch, n);
+    // A function of the epoch only (not of the budget), so that --epochs N --resume extends a run exactly.
+    sgd_.set_learning_rate(static_cast<T>(s_.learning_rate * std::pow(s_.learning_rate_decay, r.epoch - 1)));
     stoch::Context<T> ctx(stoch::Mode::train, train_rng_);
     const auto start = Clock::now();
     auto last_status = start;
@@ -402,7 +404,8 @@ class Trainer {
     std::string text = std::to_string(s_.batch) + "|" + std::to_string(s_.learning_rate) + "|" +
                        std::to_string(s_.momentum_sts) + "|" + std::to_string(s_.kl_strength) + "|" +
                        std::to_string(s_.target_density) + "|" + std::to_string(s_.max_norm) + "|" +
-                       std::to_string(s_.eval_batch) + "|" + std::to_string(s_.firing_rate);
+                       std::to_string(s_.eval_batch) + "|" + std::to_string(s_.firing_rate) +
+                       (s_.learning_rate_decay != 1 ? "|" + std::to_string(s_.learning_rate_decay) : std::string());
     for (const auto& [k, v] : config_.settings) text += "|" + k + "=" + v;
     std::uint64_t h = 0xcbf29ce484222325ULL;
     for (const unsigned char c : text) h = (h ^ c) * 0x100000001b3ULL;

@@ -91,6 +91,8 @@ VariantResult train(const VariantSpec& spec, const Settings& s, VariantConfig co
                           {"momentum", str(config.momentum)},
                           {"max_norm", str(s.max_norm)},
                           {"batch", std::to_string(s.batch)}});
+  if (s.learning_rate_decay != 1)  // (only when used: keeps the checkpoints of constant-rate runs resumable)
+    config.settings.insert(config.settings.begin() + 2, {"learning_rate_decay_per_epoch", str(s.learning_rate_decay)});
   // Heap-allocated: the network holds large buffers, and must not move once the optimiser has pointers into it.
   auto trainer = std::make_unique<Trainer<G>>(spec, s, std::move(config), std::move(gate), data, progress);
   return trainer->run();
