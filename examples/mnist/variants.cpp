@@ -49,38 +49,6 @@ std::string str(double v) {
 
 double standard_normal_cdf(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
 
-/// The noisy rectifier with, as its deterministic counterpart, the EXPECTED output given the pre-activation,
-/// thresholded like the other gates (App. A.3):
-///     h = E_z[max(0, m + z)] * 1[m > t],   m = a + c,   E_z[max(0, m + z)] = m Phi(m / s) + s phi(m / s)
-/// for Gaussian noise of standard deviation s (Prop. 1 (b) is the logistic analogue: softplus(m)).
-/// Why: the network after the gate is linear in h (y = h ⊙ H, then an affine layer), so before thresholding
-/// these are exactly the expected logits of the stochastic network. stoch::NoisyRectifier's own evaluation,
-/// m * 1[m > t], outputs negative gate values when the calibrated t is negative (it is, at 10% density: the
-/// noise opens most gates) and made the deterministic network several times worse than the stochastic one.
-/// With s = 0 (Baseline Rectifier) both are max(0, m) * 1[m > t].
-template <class Tp>
-class MeanFieldNoisyRectifier : public stoch::NoisyRectifier<Tp> {
-  using Base = stoch::NoisyRectifier<Tp>;
-
- public:
-  using Base::Base;
-
-  const stoch::Matrix<Tp>& forward(const stoch::MatrixCRef<Tp>& a, stoch::Context<Tp>& ctx) {
-    Base::forward(a, ctx);
-    const Tp s = this->options().noise_scale;
-    if (ctx.training() || s == Tp(0)) return this->output_;
-    const Tp t = this->threshold();
-    const Tp inv_sqrt2 = Tp(1) / std::sqrt(Tp(2)), inv_sqrt2pi = Tp(1) / std::sqrt(Tp(2) * Tp(3.14159265358979323846));
-    const stoch::Matrix<Tp>& m = this->scores_;
-    for (stoch::Index k = 0; k < m.size(); ++k) {
-      const Tp mk = m.data()[k], u = mk / s;
-      this->output_.data()[k] =
-          mk > t ? mk * Tp(0.5) * std::erfc(-u * inv_sqrt2) + s * inv_sqrt2pi * std::exp(Tp(-0.5) * u * u) : Tp(0);
-    }
-    return this->output_;
-  }
-};
-
 template <class G>
 VariantResult train(const VariantSpec& spec, const Settings& s, VariantConfig config, G gate,
                     const stoch::Mnist<T>& data, const Progress& progress) {
@@ -125,7 +93,7 @@ VariantResult rectifier(const VariantSpec& spec, const Settings& s, const stoch:
                      {"firing_rate_control", s.firing_rate > 0 ? "target " + str(s.firing_rate) : "off"},
                      {"sparsity", "adaptive L1, start " + str(kL1StartLambda) + ", x" + str(kL1AdaptFactor) +
                                       " per batch outside target +- " + str(kL1Band)}};
-  return train(spec, s, std::move(config), MeanFieldNoisyRectifier<T>(kUnits, options, "gate"), data, progress);
+  return train(spec, s, std::move(config), stoch::NoisyRectifier<T>(kUnits, options, "gate"), data, progress);
 }
 
 /// Sigmoid gates start at the KL target: p = sigm(b + E[noise]) = s, so the sparsity penalty does not

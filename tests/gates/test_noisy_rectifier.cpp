@@ -148,8 +148,8 @@ TEST_CASE("noisy rectifier L1 hook adds lambda sign(h) / B before masking and ad
   for (const Parameter<double>* p : params) CHECK_FALSE(p->trainable);
 }
 
-TEST_CASE("noisy rectifier evaluation is deterministic max(0, a + c) thresholded at t", "[gates]") {
-  NoisyRectifier<float> gate(3);
+TEST_CASE("noisy rectifier evaluation: max(0, a + c) without noise, thresholded at t", "[gates]") {
+  NoisyRectifier<float> gate(3, {.noise_scale = 0.0f});
   const Matrix<float> a = test::random_matrix<float>(3, 7, 9);
   Context<float> ctx;  // Mode::eval, no generator
   ctx.mode = Mode::eval;
@@ -161,6 +161,38 @@ TEST_CASE("noisy rectifier evaluation is deterministic max(0, a + c) thresholded
   gate.set_threshold(0.5f);
   const Matrix<float> cut = gate.forward(a, ctx);
   for (Index k = 0; k < a.size(); ++k) CHECK(cut.data()[k] == (a.data()[k] > 0.5f ? a.data()[k] : 0.0f));
+  gate.set_threshold(-0.5f);  // a negative threshold never gives a negative output
+  CHECK(gate.forward(a, ctx).minCoeff() >= 0.0f);
+}
+
+TEST_CASE("noisy rectifier evaluation outputs the expected training output of open units", "[gates]") {
+  // E[max(0, a + z)] by Monte Carlo, z ~ N(0, 1.5^2) and logistic (scale 1: softplus, Proposition 1(b)).
+  const Matrix<double> a = (Matrix<double>(3, 1) << -1.0, 0.2, 1.5).finished();
+  for (const RectifierNoise noise : {RectifierNoise::gaussian, RectifierNoise::logistic}) {
+    const double scale = noise == RectifierNoise::gaussian ? 1.5 : 1.0;
+    NoisyRectifier<double> gate(3, {.noise = noise, .noise_scale = scale});
+    gate.set_threshold(-10.0);
+    Context<double> eval;
+    eval.mode = Mode::eval;
+    const Matrix<double> expected = gate.forward(a, eval);
+    if (noise == RectifierNoise::logistic)
+      for (Index i = 0; i < 3; ++i) CHECK(expected(i, 0) == Approx(softplus(a(i, 0))).epsilon(1e-12));
+    const Index n = 200000;
+    Generator rng(17);
+    Context<double> train(Mode::train, rng);
+    Matrix<double> sum = Matrix<double>::Zero(3, 1), sum_sq = Matrix<double>::Zero(3, 1);
+    const Matrix<double> batch = a.replicate(1, 1000);
+    for (Index k = 0; k < n / 1000; ++k) {
+      const Matrix<double>& h = gate.forward(batch, train);
+      sum += h.rowwise().sum();
+      sum_sq += h.array().square().matrix().rowwise().sum();
+    }
+    for (Index i = 0; i < 3; ++i) {
+      const double mean = sum(i, 0) / n, se = std::sqrt((sum_sq(i, 0) / n - mean * mean) / n);
+      INFO("unit " << i << " estimate " << mean << " exact " << expected(i, 0) << " se " << se);
+      CHECK(std::abs(mean - expected(i, 0)) < 5 * se);
+    }
+  }
 }
 
 TEST_CASE("noisy rectifier: same seed same output, other seed other output; zero noise needs no generator",

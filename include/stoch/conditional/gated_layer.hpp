@@ -112,15 +112,20 @@ class GatedLayer {
       expert_.colwise() += bias_.value.col(0);
       output_.noalias() = h.cwiseProduct(expert_);
     } else {
-      expert_.resize(output_size(), x.cols());  // only the open entries are written
+      // H and h at the open pairs are kept in the flat order of the lists (not in `units x batch`
+      // matrices): the backward then reads them sequentially instead of one cold line per pair.
       output_.setZero(output_size(), x.cols());
-      partial_sums_.resize(static_cast<std::size_t>(active_.nonzeros()));
-      internal::sparse_expert_forward<T>(active_, weight_.value, input, partial_sums_.data(),
-                                         [&](Index i, Index b, T dot) {
-        const T value = dot + bias_.value(i, 0);
-        expert_(i, b) = value;
-        output_(i, b) = h(i, b) * value;
-      }, chunk_bytes_);
+      const auto nonzeros = static_cast<std::size_t>(active_.nonzeros());
+      open_expert_.resize(nonzeros);
+      open_gates_.resize(nonzeros);
+      internal::sparse_expert_forward<T>(active_, weight_.value, input, open_expert_.data(), chunk_bytes_);
+      active_.for_each_open([&](Index i, Index b, Index k) {
+        const auto flat = static_cast<std::size_t>(k);
+        const T value = open_expert_[flat] + bias_.value(i, 0), gate = h(i, b);
+        open_expert_[flat] = value;
+        open_gates_[flat] = gate;
+        output_(i, b) = gate * value;
+      });
     }
     return output_;
   }
@@ -134,11 +139,23 @@ class GatedLayer {
     const Matrix<T>& h = *gate_;
     if (sparse_) {
       coefficients_.resize(static_cast<std::size_t>(active_.nonzeros()));
-      active_.for_each_open([&](Index i, Index b, Index k) {
-        const T c = h(i, b) * dy(i, b);
-        coefficients_[static_cast<std::size_t>(k)] = c;
-        bias_.grad(i, 0) += c;
-      });
+      if (!dense_expert_) {  // one pass over the open pairs gives dL/dH and, if the gate takes it, dL/dh
+        constexpr bool gate_gradient_wanted = Gater::needs_output_gradient;
+        if constexpr (gate_gradient_wanted) gate_gradient_.setZero(dy.rows(), dy.cols());
+        active_.for_each_open([&](Index i, Index b, Index k) {
+          const auto flat = static_cast<std::size_t>(k);
+          const T d = dy(i, b), c = open_gates_[flat] * d;
+          coefficients_[flat] = c;
+          bias_.grad(i, 0) += c;
+          if constexpr (gate_gradient_wanted) gate_gradient_(i, b) = d * open_expert_[flat];
+        });
+      } else {
+        active_.for_each_open([&](Index i, Index b, Index k) {
+          const T c = h(i, b) * dy(i, b);
+          coefficients_[static_cast<std::size_t>(k)] = c;
+          bias_.grad(i, 0) += c;
+        });
+      }
       const Index stride = input_.rows();
       if (stride == input_size()) {
         input_gradient_.setZero(input_size(), dy.cols());
@@ -234,8 +251,7 @@ class GatedLayer {
       if (gate_gradient_.rows() != dy.rows() || gate_gradient_.cols() != dy.cols())
         gate_gradient_.setZero(dy.rows(), dy.cols());
     } else if (!dense_expert_) {
-      gate_gradient_.setZero(dy.rows(), dy.cols());
-      active_.for_each_open([&](Index i, Index b, Index) { gate_gradient_(i, b) = dy(i, b) * expert_(i, b); });
+      // Already written by backward's pass over the open pairs (dy ⊙ H there, zeros elsewhere).
     } else if (closed_gates_get_gradient()) {
       gate_gradient_.noalias() = dy.cwiseProduct(expert_);
     } else {
@@ -256,7 +272,7 @@ class GatedLayer {
   const Matrix<T>* gate_ = nullptr;
   Index batch_ = 0;
   bool trained_ = false, sparse_ = false, dense_expert_ = true;
-  std::vector<T> coefficients_, partial_sums_;
+  std::vector<T> coefficients_, open_expert_, open_gates_;  // flat, in the order of active_'s lists
   Matrix<T> input_, expert_, output_, expert_gradient_, gate_gradient_, input_gradient_, padded_gradient_;
 };
 

@@ -257,6 +257,10 @@ inline void prefetch_for_write(T* address) noexcept {
 #endif
 }
 
+/// How many lists ahead the kernels prefetch the fixed column: the line must arrive before it is used
+/// (one list's work, ~100 ns at 10% density, is about one L3 latency plus the transfer).
+inline constexpr Index kPrefetchLists = 2;
+
 /// SIMD packets from Eigen's own packet math, so the kernels vectorise wherever Eigen does
 /// (SSE, AVX, AVX-512, NEON) with the same -march flags the user compiles Eigen with.
 template <class T>
@@ -292,8 +296,9 @@ Index padded_stride(Index rows) {
 }
 
 /// out[k] = sum_j w[j] * x[k][j] for k < K, j < n: one weight column against K input columns, loading
-/// each packet of w once. With few columns the j loop is unrolled so that at least 4 independent
-/// accumulators hide the FMA latency.
+/// each packet of w once. With fewer than 8 columns the j loop is unrolled so that at least 8 (K = 1, 2, 4)
+/// or 9 (K = 3) independent accumulators hide the FMA latency (4 cycles, 2 FMA pipes on Zen 4); `ahead`
+/// is the column whose lines are prefetched meanwhile, one line per packet of w.
 template <class T, int K>
 inline void dot_block(const T* w, const T* const* partners, Index n, T* out, const T* ahead) {
   using P = Packet<T>;
@@ -301,7 +306,7 @@ inline void dot_block(const T* w, const T* const* partners, Index n, T* out, con
   STOCH_UNROLL
   for (int k = 0; k < K; ++k) x[k] = in_register(partners[k]);
   constexpr Index S = kPacketSize<T>;
-  constexpr int U = K >= 4 ? 1 : 4 / K;
+  constexpr int U = K >= 8 ? 1 : K >= 4 ? 2 : K == 3 ? 3 : 8 / K;
   P acc[U][K];
   STOCH_UNROLL
   for (int u = 0; u < U; ++u)
@@ -357,14 +362,15 @@ inline void backward_block(const T* w, T* g, const T* const* partners, T* const*
     prefetch(ahead + j);
     prefetch_for_write(ahead_g + j);
     const P wp = Eigen::internal::ploadu<P>(w + j);
-    P gp = Eigen::internal::ploadu<P>(g + j);
+    // Two chains for g (even and odd k): one chain of K dependent FMAs per packet was latency-bound.
+    P gp[2] = {Eigen::internal::ploadu<P>(g + j), Eigen::internal::pset1<P>(T(0))};
     STOCH_UNROLL
     for (int k = 0; k < K; ++k) {
-      gp = Eigen::internal::pmadd(coefficient[k], Eigen::internal::ploadu<P>(x[k] + j), gp);
+      gp[k % 2] = Eigen::internal::pmadd(coefficient[k], Eigen::internal::ploadu<P>(x[k] + j), gp[k % 2]);
       Eigen::internal::pstoreu(dx[k] + j,
                                Eigen::internal::pmadd(coefficient[k], wp, Eigen::internal::ploadu<P>(dx[k] + j)));
     }
-    Eigen::internal::pstoreu(g + j, gp);
+    Eigen::internal::pstoreu(g + j, K > 1 ? Eigen::internal::padd(gp[0], gp[1]) : gp[0]);
   }
   for (; j < n; ++j) {
     T gj = g[j];
@@ -411,26 +417,27 @@ struct ListOperands {
 };
 
 /// Sparse expert forward: for every open pair (i, b) of `active`, the dot product
-/// H[i, b] = sum_j Wt[j, i] x[j, b], handed to `finish(i, b, value)` once complete. Wt is `in x units`,
-/// x is `in x batch`; `partial` (nonzeros() values, in the flat order of the lists, so that the chunk
-/// passes read and write it sequentially) holds the running sums between cache chunks.
-template <class T, class Finish>
+/// H[i, b] = sum_j Wt[j, i] x[j, b], written to `sums` (nonzeros() values) in the flat order of the lists
+/// (ActiveSet::for_each_open gives each value's pair). Wt is `in x units`, x is `in x batch`. The sums are
+/// written sequentially; scattering them into `units x batch` matrices inside the kernel (cold lines,
+/// one per pair, 16 KB apart for the 4096 layer) slowed its loads. `sums` also carries the running sums
+/// between cache chunks.
+template <class T>
 void sparse_expert_forward(const ActiveSet& active, const MatrixCRef<T>& weights_t, const MatrixCRef<T>& x,
-                           T* partial, Finish&& finish, Index chunk_bytes = kChunkBytes) {
+                           T* sums, Index chunk_bytes = kChunkBytes) {
   const ListOperands<T> operands{active, weights_t, x};
-  const bool by_unit = operands.by_unit();
   const Index in = x.rows();
   const Index rows = chunk_rows<T>(in, x.cols(), chunk_bytes);
   for (Index j0 = 0; j0 < in; j0 += rows) {
     const Index n = std::min(rows, in - j0);
-    const bool first_chunk = j0 == 0, last_chunk = j0 + n == in;
+    const bool first_chunk = j0 == 0;
     for (Index m = 0; m < active.lists(); ++m) {
       const std::span<const std::int32_t> others = active.list(m);
       if (others.empty()) continue;
       const T* fixed = operands.fixed(m, j0);
-      // The next list's fixed column, or this one again at the end (prefetching it is harmless).
-      const T* ahead = m + 1 < active.lists() ? operands.fixed(m + 1, j0) : fixed;
-      T* sums = partial + active.offset(m);
+      // The fixed column kPrefetchLists lists ahead, or this one again near the end (harmless).
+      const T* ahead = m + kPrefetchLists < active.lists() ? operands.fixed(m + kPrefetchLists, j0) : fixed;
+      T* list_sums = sums + active.offset(m);
       for_each_block(static_cast<Index>(others.size()), [&]<int K>(Index first) {
         const T* partners[K];
         T out[K];
@@ -438,13 +445,7 @@ void sparse_expert_forward(const ActiveSet& active, const MatrixCRef<T>& weights
         for (int k = 0; k < K; ++k) partners[k] = operands.partner(others[static_cast<std::size_t>(first + k)], j0);
         dot_block<T, K>(fixed, partners, n, out, ahead);
         STOCH_UNROLL
-        for (int k = 0; k < K; ++k) {
-          const Index other = others[static_cast<std::size_t>(first + k)];
-          const Index i = by_unit ? m : other, b = by_unit ? other : m;
-          const T value = first_chunk ? out[k] : sums[first + k] + out[k];
-          if (last_chunk) finish(i, b, value);
-          else sums[first + k] = value;
-        }
+        for (int k = 0; k < K; ++k) list_sums[first + k] = first_chunk ? out[k] : list_sums[first + k] + out[k];
       });
     }
   }
@@ -471,9 +472,10 @@ void sparse_expert_backward(const ActiveSet& active, const T* coefficients, cons
       const T* w = operands.fixed(m, j0);
       T* g = (by_unit ? weight_gradient_t.col(m) : input_gradient.col(m)).data() + j0;
       const T* c = coefficients + active.offset(m);
-      const bool last = m + 1 == active.lists();
-      const T* ahead = last ? w : operands.fixed(m + 1, j0);
-      T* ahead_g = last ? g : (by_unit ? weight_gradient_t.col(m + 1) : input_gradient.col(m + 1)).data() + j0;
+      const bool last = m + kPrefetchLists >= active.lists();
+      const Index next = m + kPrefetchLists;
+      const T* ahead = last ? w : operands.fixed(next, j0);
+      T* ahead_g = last ? g : (by_unit ? weight_gradient_t.col(next) : input_gradient.col(next)).data() + j0;
       for_each_block(static_cast<Index>(others.size()), [&]<int K>(Index first) {
         const T* partners[K];
         T* partner_gradients[K];

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <concepts>
+#include <numbers>
 
 #include "stoch/core/matrix.hpp"
 
@@ -24,6 +25,23 @@ T sigmoid(T a) {
 template <std::floating_point T>
 T softplus(T a) {
   return a > T(0) ? a + std::log1p(std::exp(-a)) : std::log1p(std::exp(a));
+}
+
+/// E[max(0, mu + z)] for z ~ N(0, sigma^2): mu Phi(mu/sigma) + sigma phi(mu/sigma); max(0, mu) when sigma = 0.
+/// The deterministic (mean-field) counterpart of the Gaussian noisy rectifier (Sec. 2.1).
+template <std::floating_point T>
+T expected_rectified_gaussian(T mu, T sigma) {
+  if (!(sigma > T(0))) return mu > T(0) ? mu : T(0);
+  const T u = mu / sigma;
+  const T phi = std::exp(T(-0.5) * u * u) / std::sqrt(T(2) * std::numbers::pi_v<T>);
+  return mu * T(0.5) * std::erfc(-u / std::numbers::sqrt2_v<T>) + sigma * phi;
+}
+
+/// E[max(0, mu + z)] for logistic z of scale s: s softplus(mu / s) (Proposition 1(b) with s = 1).
+template <std::floating_point T>
+T expected_rectified_logistic(T mu, T scale) {
+  if (!(scale > T(0))) return mu > T(0) ? mu : T(0);
+  return scale * softplus(mu / scale);
 }
 
 /// logit(p) = log(p / (1 - p)), the inverse of the sigmoid.

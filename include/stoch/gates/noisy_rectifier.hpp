@@ -49,8 +49,13 @@ struct NoisyRectifierOptions {
 /// At the end of each backward (once per training batch) the firing-rate averages and offsets are updated
 /// and the L1 lambda adapted to the batch's effective density.
 ///
-/// Evaluation (deterministic counterpart, noise replaced by its mean 0): score = a + c,
-/// h = score if score > t else 0, with t the calibratable threshold (default 0, i.e. max(0, a + c)).
+/// Evaluation (deterministic counterpart): score = a + c; an open unit (score > t, t the calibratable
+/// threshold, default 0) outputs the noisy rectifier's EXPECTED output given its score,
+///     h = E_z[max(0, score + z)]   (Gaussian: mu Phi(mu/sigma) + sigma phi(mu/sigma); logistic: s softplus(mu/s),
+///                                   Proposition 1(b); no noise: max(0, score)),
+/// and a closed one outputs 0. Replacing h by its mean keeps the scale the next layer was trained on, and
+/// stays >= 0 when calibration picks a negative t (at 10% density it does): the output `score` itself
+/// would then be negative for open units, which the next layer never saw in training.
 ///
 /// Saved state (trainable == false): "<name>.offset" (c, units x 1), "<name>.firing_rate" (r, units x 1),
 /// "<name>.threshold" (1 x 1), and the L1 lambda when configured.
@@ -84,7 +89,7 @@ class NoisyRectifier : public internal::GateBase<NoisyRectifier<T>, T> {
     if (!ctx.training()) {
       this->scores_ = a;
       this->scores_.colwise() += offset_.value.col(0);
-      this->eval_valued(h);
+      expected_output(h);
       return;
     }
     if (options_.noise_scale > T(0)) {
@@ -127,6 +132,18 @@ class NoisyRectifier : public internal::GateBase<NoisyRectifier<T>, T> {
   const std::optional<AdaptiveL1<T>>& l1() const { return options_.l1; }
 
  private:
+  void expected_output(Matrix<T>& h) const {
+    const T t = this->threshold(), scale = options_.noise_scale;
+    const bool gaussian = options_.noise == RectifierNoise::gaussian;
+    const Matrix<T>& score = this->scores_;
+    for (Index k = 0; k < score.size(); ++k) {
+      const T mu = score.data()[k];
+      h.data()[k] = !(mu > t)  ? T(0)
+                    : gaussian ? expected_rectified_gaussian(mu, scale)
+                               : expected_rectified_logistic(mu, scale);
+    }
+  }
+
   void end_of_batch(const Matrix<T>& h) {
     if (options_.l1) options_.l1->adapt(AdaptiveL1<T>::effective_density(h));
     if (!options_.firing_rate) return;
