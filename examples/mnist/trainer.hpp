@@ -145,9 +145,15 @@ class Trainer {
         xb_.col(j) = data_.train.images.col(example);
         yb_[static_cast<std::size_t>(j)] = data_.train.labels[static_cast<std::size_t>(example)];
       }
-      const T loss = loss_.forward(net_.forward(xb_, ctx), yb_, ctx);
-      if (!std::isfinite(loss))
-        stoch::internal::fail(spec_.name + ": the training loss is not finite at epoch " + std::to_string(r.epoch));
+      // A non-finite loss (the loss layer refuses it) stops training here, naming the epoch and the batch;
+      // checkpoints are written only after a whole epoch, so the last good one stays intact.
+      T loss;
+      try {
+        loss = loss_.forward(net_.forward(xb_, ctx), yb_, ctx);
+      } catch (const stoch::Error& e) {
+        stoch::internal::fail("training stopped at epoch " + std::to_string(r.epoch) + ", batch " +
+                              std::to_string(b + 1) + " of " + std::to_string(batches) + ": " + e.what());
+      }
       if constexpr (requires(const G& g) { g.sparsity_penalty(); }) penalty_sum += gate().sparsity_penalty();
       density_sum += layer().density();
       units_sum += layer().active_unit_fraction();
