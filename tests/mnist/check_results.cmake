@@ -1,18 +1,14 @@
 # cmake -DMNIST=<binary> -DOUT=<dir> -DMAX_TEST_ERROR=<fraction> -P check_results.cmake
 # Runs a one-epoch, one-variant `mnist` into OUT and checks its results files. Prints
 # "SKIPPED: MNIST data not found" (the test's SKIP_REGULAR_EXPRESSION) when `mnist` exits with 77.
-file(REMOVE_RECURSE ${OUT})
-execute_process(
-  COMMAND ${MNIST} --variants straight-through --epochs 1 --train-limit 3000 --eval-samples 2
-          --timing-repeats 1 --threads 1 --out ${OUT}
-  RESULT_VARIABLE status OUTPUT_VARIABLE output ERROR_VARIABLE errors)
-message("${output}${errors}")
-if(status EQUAL 77)
-  message("SKIPPED: MNIST data not found; run scripts/fetch-mnist (or set STOCH_MNIST_DIR)")
+include(${CMAKE_CURRENT_LIST_DIR}/run_mnist.cmake)
+run_mnist(--variants straight-through --epochs 1 --train-limit 3000 --eval-samples 2 --timing-repeats 1
+          --threads 1)
+if(mnist_skipped)
   return()
 endif()
-if(NOT status EQUAL 0)
-  message(FATAL_ERROR "mnist exited with status ${status}")
+if(NOT mnist_status EQUAL 0)
+  message(FATAL_ERROR "mnist exited with status ${mnist_status}")
 endif()
 foreach(file results.json results.md learning_curves.dat checkpoints/straight-through.stoch)
   if(NOT EXISTS ${OUT}/${file})

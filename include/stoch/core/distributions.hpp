@@ -151,33 +151,38 @@ void require_contiguous(const char* what, const MatrixRef<T>& out) {
     fail(std::string(what) + ": output must be contiguous (whole columns)");
 }
 
-/// Fills `out[0..n)` with U(0, 1): exact arithmetic, so written directly without the block machinery.
-template <class T>
-void fill_uniform_raw(Generator& rng, T* out, Index n) {
+/// Draws the words of `n` elements in stack chunks (W words per element, in order) and hands each chunk to
+/// `consume(words, first_element, count)`: the one loop behind the samplers that need no block pairing.
+template <class T, class Consume>
+void for_each_word_chunk(Generator& rng, Index n, Consume&& consume) {
   constexpr Index kChunk = 1024;
   constexpr int W = UniformBits<T>::words;
   alignas(64) std::uint32_t words[kChunk * W];
   for (Index start = 0; start < n; start += kChunk) {
     const Index count = std::min<Index>(kChunk, n - start);
     rng.fill(words, static_cast<std::size_t>(count * W));
-    convert_uniform(words, out + start, count);
+    consume(static_cast<const std::uint32_t*>(words), start, count);
   }
+}
+
+/// Fills `out[0..n)` with U(0, 1): exact arithmetic, so written directly without the block machinery.
+template <class T>
+void fill_uniform_raw(Generator& rng, T* out, Index n) {
+  for_each_word_chunk<T>(rng, n, [out](const std::uint32_t* words, Index start, Index count) {
+    convert_uniform(words, out + start, count);
+  });
 }
 
 /// out[i] = 1[u_i < p[i]] for n elements, p either an array (`PStride` = 1) or one value (`PStride` = 0).
 template <class T, int PStride>
 void bernoulli_raw(Generator& rng, const T* p, T* out, Index n) {
-  constexpr Index kChunk = 1024;
   constexpr int W = UniformBits<T>::words;
-  alignas(64) std::uint32_t words[kChunk * W];
-  for (Index start = 0; start < n; start += kChunk) {
-    const Index count = std::min<Index>(kChunk, n - start);
-    rng.fill(words, static_cast<std::size_t>(count * W));
+  for_each_word_chunk<T>(rng, n, [p, out](const std::uint32_t* words, Index start, Index count) {
     const T* pc = p + PStride * start;
     T* oc = out + start;
     for (Index i = 0; i < count; ++i)
       oc[i] = UniformBits<T>::convert(words + W * i) < pc[PStride * i] ? T(1) : T(0);
-  }
+  });
 }
 
 }  // namespace internal
