@@ -137,6 +137,9 @@ int main(int argc, char** argv) {
   app.add_option("--learning-rate-decay", settings.learning_rate_decay,
                  "multiply the learning rate by this after every epoch (1: constant)")
       ->check(CLI::Range(0.5, 1.0))->capture_default_str();
+  app.add_option("--sbn-gater-learning-rate", settings.sbn_gater_learning_rate,
+                 "learning rate of the SBN variant's gater (App. A.4: 0.001; default chosen on validation)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--sts-momentum", settings.momentum_sts, "momentum of the STS variant")
       ->check(CLI::Range(0.0, 0.999))->capture_default_str();
   app.add_option("--kl-strength", settings.kl_strength, "lambda of the KL sparsity penalty (Eq. 14); 0: default")
@@ -177,6 +180,7 @@ int main(int argc, char** argv) {
 
   const auto start = std::chrono::steady_clock::now();
   std::vector<mnist::VariantResult> results(variants.size());
+  std::vector<std::function<void(mnist::VariantResult&)>> timings(variants.size());
   std::vector<std::string> failures;
   try {
     settings.out = out;
@@ -202,10 +206,11 @@ int main(int argc, char** argv) {
       for (std::size_t n; (n = next.fetch_add(1)) < variants.size();) {
         const std::size_t k = schedule[n];
         try {
-          mnist::VariantResult result = mnist::run_variant(variants[k], settings, data, progress);
+          mnist::TrainedVariant trained = mnist::run_variant(variants[k], settings, data, progress);
           {  // results.json / results.md so far, so that a long run shows each variant as soon as it is done
             std::lock_guard lock(results_mutex);
-            results[k] = std::move(result);
+            results[k] = std::move(trained.result);
+            timings[k] = std::move(trained.time_evaluation);
             mnist::RunInfo info = mnist::describe_run(argc, argv, threads, data_dir.string());
             info.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
             mnist::write_results(settings.out, finished_results(results), settings, info);
@@ -224,6 +229,15 @@ int main(int argc, char** argv) {
     std::vector<std::thread> pool;
     for (int t = 0; t < std::min<int>(threads, static_cast<int>(variants.size())); ++t) pool.emplace_back(worker);
     for (std::thread& t : pool) t.join();
+
+    // The evaluation timings, one variant at a time on an otherwise idle machine (see TrainedVariant).
+    for (std::size_t k = 0; k < variants.size(); ++k) {
+      if (!timings[k]) continue;
+      progress.status(variants[k].name, variants[k].name + ": timing the evaluation with and without skipping");
+      timings[k](results[k]);
+      timings[k] = nullptr;  // frees the network
+      terminal.done(variants[k].name);
+    }
 
     const std::vector<mnist::VariantResult> finished = finished_results(results);
     mnist::RunInfo info = mnist::describe_run(argc, argv, threads, data_dir.string());

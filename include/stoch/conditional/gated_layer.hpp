@@ -95,7 +95,8 @@ class GatedLayer {
       // By example, the partners are columns of W (`in` apart, not padded): by unit when that aliases.
       const ListLayout layout = layout_.value_or(stride != input_size() ? ListLayout::by_unit
                                                                         : active_.preferred_layout());
-      active_.build_lists<T>(h, layout);
+      open_gates_.resize(static_cast<std::size_t>(active_.nonzeros()));
+      active_.build_lists<T>(h, layout, open_gates_.data());
     }
     dense_expert_ = !sparse_ || (trained_ && closed_gates_get_gradient());
 
@@ -117,14 +118,12 @@ class GatedLayer {
       output_.setZero(output_size(), x.cols());
       const auto nonzeros = static_cast<std::size_t>(active_.nonzeros());
       open_expert_.resize(nonzeros);
-      open_gates_.resize(nonzeros);
       internal::sparse_expert_forward<T>(active_, weight_.value, input, open_expert_.data(), chunk_bytes_);
       active_.for_each_open([&](Index i, Index b, Index k) {
         const auto flat = static_cast<std::size_t>(k);
-        const T value = open_expert_[flat] + bias_.value(i, 0), gate = h(i, b);
+        const T value = open_expert_[flat] + bias_.value(i, 0);
         open_expert_[flat] = value;
-        open_gates_[flat] = gate;
-        output_(i, b) = gate * value;
+        output_(i, b) = open_gates_[flat] * value;
       });
     }
     return output_;
