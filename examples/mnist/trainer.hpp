@@ -405,13 +405,13 @@ class Trainer {
     progress_.line(spec_.name + ": resumed after epoch " + std::to_string(curve_.size()) + " from " + path.string());
   }
 
-  /// A hash of the hyper-parameters that change the trajectory, so a resume with other ones is refused.
+  /// A hash of the hyper-parameters that change the trajectory, so a resume with other ones is refused
+  /// (the variant's own ones, the decay and the gater rates among them, come with config_.settings).
   std::uint64_t settings_hash() const {
     std::string text = std::to_string(s_.batch) + "|" + std::to_string(s_.learning_rate) + "|" +
                        std::to_string(s_.momentum_sts) + "|" + std::to_string(s_.kl_strength) + "|" +
                        std::to_string(s_.target_density) + "|" + std::to_string(s_.max_norm) + "|" +
-                       std::to_string(s_.eval_batch) + "|" + std::to_string(s_.firing_rate) +
-                       (s_.learning_rate_decay != 1 ? "|" + std::to_string(s_.learning_rate_decay) : std::string());
+                       std::to_string(s_.eval_batch) + "|" + std::to_string(s_.firing_rate);
     for (const auto& [k, v] : config_.settings) text += "|" + k + "=" + v;
     std::uint64_t h = 0xcbf29ce484222325ULL;
     for (const unsigned char c : text) h = (h ^ c) * 0x100000001b3ULL;

@@ -138,23 +138,19 @@ class GatedLayer {
     const Matrix<T>& h = *gate_;
     if (sparse_) {
       coefficients_.resize(static_cast<std::size_t>(active_.nonzeros()));
-      if (!dense_expert_) {  // one pass over the open pairs gives dL/dH and, if the gate takes it, dL/dh
-        constexpr bool gate_gradient_wanted = Gater::needs_output_gradient;
-        if constexpr (gate_gradient_wanted) gate_gradient_.setZero(dy.rows(), dy.cols());
-        active_.for_each_open([&](Index i, Index b, Index k) {
-          const auto flat = static_cast<std::size_t>(k);
-          const T d = dy(i, b), c = open_gates_[flat] * d;
-          coefficients_[flat] = c;
-          bias_.grad(i, 0) += c;
-          if constexpr (gate_gradient_wanted) gate_gradient_(i, b) = d * open_expert_[flat];
-        });
-      } else {
-        active_.for_each_open([&](Index i, Index b, Index k) {
-          const T c = h(i, b) * dy(i, b);
-          coefficients_[static_cast<std::size_t>(k)] = c;
-          bias_.grad(i, 0) += c;
-        });
-      }
+      // One pass over the open pairs gives dL/dH (h from the lists, filled in forward) and, when the expert
+      // ran sparse and the gate takes it, dL/dh = dy ⊙ H (with a dense expert, gate_gradient() computes it).
+      constexpr bool gate_gradient_wanted = Gater::needs_output_gradient;
+      const bool gate_gradient_here = gate_gradient_wanted && !dense_expert_;
+      if (gate_gradient_here) gate_gradient_.setZero(dy.rows(), dy.cols());
+      active_.for_each_open([&](Index i, Index b, Index k) {
+        const auto flat = static_cast<std::size_t>(k);
+        const T d = dy(i, b), c = open_gates_[flat] * d;
+        coefficients_[flat] = c;
+        bias_.grad(i, 0) += c;
+        if constexpr (gate_gradient_wanted)
+          if (gate_gradient_here) gate_gradient_(i, b) = d * open_expert_[flat];
+      });
       const Index stride = input_.rows();
       if (stride == input_size()) {
         input_gradient_.setZero(input_size(), dy.cols());
