@@ -3,7 +3,8 @@
 //
 //   BM_GatedForward/<path>/<units>/<in>/<batch>/<density_permille>    forward, Mode::eval
 //   BM_GatedTrainStep/<path>/<units>/<in>/<batch>/<density_permille>  forward + backward, Mode::train
-//   BM_SparseForwardKernel/<units>/<in>/<batch>/<density_permille>  the sparse forward kernel alone
+//   BM_SparseForwardKernel/<units>/<in>/<batch>/<density_permille>/<order>  the sparse forward kernel alone
+//     (<order>: 0 = VisitOrder::natural, 1 = VisitOrder::by_leading_examples)
 //
 // <path>: 0 = ExpertPath::dense, 1 = ExpertPath::automatic (the layer as a user gets it),
 // 2 = ExpertPath::sparse. Entries that differ only in <path> are a same-run comparison. The gater is a
@@ -120,7 +121,8 @@ void BM_SparseForwardKernel(benchmark::State& state) {
   const stoch::Matrix<T>& mask = gate.forward(stoch::Matrix<T>(), ctx);
   stoch::ActiveSet active;
   active.count<T>(mask);
-  active.build_lists<T>(mask, stoch::ListLayout::by_unit);
+  const auto order = state.range(4) != 0 ? stoch::VisitOrder::by_leading_examples : stoch::VisitOrder::natural;
+  active.build_lists<T>(mask, stoch::ListLayout::by_unit, order);
   const stoch::Matrix<T> weights_t = stoch::Matrix<T>::Random(in, units);
   const stoch::Matrix<T> padded = stoch::Matrix<T>::Random(stoch::internal::padded_stride<T>(in), batch);
   const stoch::MatrixCRef<T> x(padded.topRows(in));
@@ -137,9 +139,10 @@ void BM_SparseForwardKernel(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_SparseForwardKernel)
-    ->Args({2000, 784, 32, 100})
-    ->Args({4096, 4096, 256, 100})
-    ->Args({4096, 512, 8, 1000})
+    ->Args({2000, 784, 32, 100, 0})
+    ->Args({2000, 784, 32, 100, 1})
+    ->Args({4096, 4096, 256, 100, 0})
+    ->Args({4096, 512, 8, 1000, 0})
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_GatedForward)->Apply(shapes)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_GatedTrainStep)->Apply(shapes)->Unit(benchmark::kMicrosecond);

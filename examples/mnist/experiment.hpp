@@ -42,6 +42,8 @@ struct Settings {
   /// SBN gater: App. A.4 gives 0.001 ("100 times smaller"); 0.03 was chosen on the validation set
   /// (README.md, "Choices"), because with 0.001 the gater barely learns in the epoch budget.
   double sbn_gater_learning_rate = 0.03;
+  /// Straight-through gater: App. A.4's 0.1 ("a learning rate of 0.1 throughout the architecture").
+  double st_gater_learning_rate = 0.1;
   double momentum_sts = 0.5;      ///< App. A.4: "We use momentum for STS" (value not given)
   double kl_strength = 0;         ///< lambda of Eq. 14 (sigmoid gates); 0: the variant's default
   double target_density = 0.1;    ///< App. A.1

@@ -140,6 +140,9 @@ int main(int argc, char** argv) {
   app.add_option("--sbn-gater-learning-rate", settings.sbn_gater_learning_rate,
                  "learning rate of the SBN variant's gater (App. A.4: 0.001; default chosen on validation)")
       ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--st-gater-learning-rate", settings.st_gater_learning_rate,
+                 "learning rate of the straight-through variant's gater (App. A.4: 0.1)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--sts-momentum", settings.momentum_sts, "momentum of the STS variant")
       ->check(CLI::Range(0.0, 0.999))->capture_default_str();
   app.add_option("--kl-strength", settings.kl_strength, "lambda of the KL sparsity penalty (Eq. 14); 0: default")

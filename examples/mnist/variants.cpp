@@ -129,6 +129,7 @@ TrainedVariant run_variant(const VariantSpec& spec, const Settings& s, const sto
     case 0: return rectifier(spec, s, data, progress, 1.0);
     case 1: {
       VariantConfig config = sigmoid_gate_config(s);
+      config.gater_learning_rate_scale = s.st_gater_learning_rate / s.learning_rate;
       config.settings.push_back({"estimator", "dL/da = dL/dh (no sigmoid derivative)"});
       return train(spec, s, std::move(config),
                    stoch::StraightThrough<T>(kUnits, {.sigmoid_derivative = false, .kl = kl(s)}, "gate"), data,

@@ -54,10 +54,13 @@ TEMPLATE_TEST_CASE("GatedLayer: sparse forward and every gradient equal the dens
       const Matrix<T> dx_dense = dense.backward(dy, ctx);
       REQUIRE_FALSE(dense.last_batch_sparse());
 
-      for (const ListLayout layout : {ListLayout::by_unit, ListLayout::by_example}) {
-        CAPTURE(layout == ListLayout::by_unit);
+      for (const auto& [layout, order] : {std::pair{ListLayout::by_unit, VisitOrder::natural},
+                                         std::pair{ListLayout::by_unit, VisitOrder::by_leading_examples},
+                                         std::pair{ListLayout::by_example, VisitOrder::natural}}) {
+        CAPTURE(layout == ListLayout::by_unit, order == VisitOrder::natural);
         auto sparse = mask_layer<T>(shape.in, shape.units, mask, ExpertPath::sparse);
         sparse.set_list_layout(layout);
+        sparse.set_visit_order(order);
         sparse.set_chunk_bytes(256 * 1024);
         const Matrix<T> y_sparse = sparse.forward(x, ctx);
         REQUIRE(sparse.last_batch_sparse());

@@ -95,8 +95,11 @@ class GatedLayer {
       // By example, the partners are columns of W (`in` apart, not padded): by unit when that aliases.
       const ListLayout layout = layout_.value_or(stride != input_size() ? ListLayout::by_unit
                                                                         : active_.preferred_layout());
-      open_gates_.resize(static_cast<std::size_t>(active_.nonzeros()));
-      active_.build_lists<T>(h, layout, open_gates_.data());
+      const auto column_bytes = input_size() * static_cast<Index>(sizeof(T));
+      const VisitOrder order = order_.value_or(internal::leading_order_pays(active_, layout, column_bytes)
+                                                   ? VisitOrder::by_leading_examples
+                                                   : VisitOrder::natural);
+      active_.build_lists<T>(h, layout, order);
     }
     dense_expert_ = !sparse_ || (trained_ && closed_gates_get_gradient());
 
@@ -113,17 +116,17 @@ class GatedLayer {
       expert_.colwise() += bias_.value.col(0);
       output_.noalias() = h.cwiseProduct(expert_);
     } else {
-      // H and h at the open pairs are kept in the flat order of the lists (not in `units x batch`
-      // matrices): the backward then reads them sequentially instead of one cold line per pair.
+      // H at the open pairs is kept in the flat order of the lists (not in a `units x batch` matrix):
+      // the backward then reads it sequentially instead of one cold line per pair.
       output_.setZero(output_size(), x.cols());
       const auto nonzeros = static_cast<std::size_t>(active_.nonzeros());
       open_expert_.resize(nonzeros);
       internal::sparse_expert_forward<T>(active_, weight_.value, input, open_expert_.data(), chunk_bytes_);
-      active_.for_each_open([&](Index i, Index b, Index k) {
+      active_.for_each_open_matrix_order([&](Index i, Index b, Index k) {
         const auto flat = static_cast<std::size_t>(k);
         const T value = open_expert_[flat] + bias_.value(i, 0);
         open_expert_[flat] = value;
-        output_(i, b) = open_gates_[flat] * value;
+        output_(i, b) = h(i, b) * value;
       });
     }
     return output_;
@@ -138,14 +141,15 @@ class GatedLayer {
     const Matrix<T>& h = *gate_;
     if (sparse_) {
       coefficients_.resize(static_cast<std::size_t>(active_.nonzeros()));
-      // One pass over the open pairs gives dL/dH (h from the lists, filled in forward) and, when the expert
-      // ran sparse and the gate takes it, dL/dh = dy ⊙ H (with a dense expert, gate_gradient() computes it).
+      // One pass over the open pairs gives dL/dH = h ⊙ dy and, when the expert ran sparse and the gate
+      // takes it, dL/dh = dy ⊙ H (with a dense expert, gate_gradient() computes it).
       constexpr bool gate_gradient_wanted = Gater::needs_output_gradient;
       const bool gate_gradient_here = gate_gradient_wanted && !dense_expert_;
       if (gate_gradient_here) gate_gradient_.setZero(dy.rows(), dy.cols());
-      active_.for_each_open([&](Index i, Index b, Index k) {
+      // By example: dy and dL/dh are `units x batch`; each unit's bias sum still runs over b increasing.
+      active_.for_each_open_matrix_order([&](Index i, Index b, Index k) {
         const auto flat = static_cast<std::size_t>(k);
-        const T d = dy(i, b), c = open_gates_[flat] * d;
+        const T d = dy(i, b), c = h(i, b) * d;
         coefficients_[flat] = c;
         bias_.grad(i, 0) += c;
         if constexpr (gate_gradient_wanted)
@@ -198,6 +202,11 @@ class GatedLayer {
   /// for each batch; fixing it is for tests and measurements.
   std::optional<ListLayout> list_layout() const noexcept { return layout_; }
   void set_list_layout(std::optional<ListLayout> layout) noexcept { layout_ = layout; }
+  /// The order in which the sparse forward walks the lists: by default (nullopt) by leading examples
+  /// where internal::leading_order_pays says so; fixing it is for tests and measurements. The forward's
+  /// values do not depend on it.
+  std::optional<VisitOrder> visit_order() const noexcept { return order_; }
+  void set_visit_order(std::optional<VisitOrder> order) noexcept { order_ = order; }
   /// Bytes of input per cache chunk of the sparse kernels (internal::kChunkBytes by default).
   Index chunk_bytes() const noexcept { return chunk_bytes_; }
   void set_chunk_bytes(Index bytes) {
@@ -261,13 +270,14 @@ class GatedLayer {
   double crossover_ = kDefaultSparseCrossover;
   bool skip_closed_ = false;
   std::optional<ListLayout> layout_;
+  std::optional<VisitOrder> order_;
   Index chunk_bytes_ = internal::kChunkBytes;
 
   ActiveSet active_;
   const Matrix<T>* gate_ = nullptr;
   Index batch_ = 0;
   bool trained_ = false, sparse_ = false, dense_expert_ = true;
-  std::vector<T> coefficients_, open_expert_, open_gates_;  // flat, in the order of active_'s lists
+  std::vector<T> coefficients_, open_expert_;  // flat, in the order of active_'s lists
   Matrix<T> input_, expert_, output_, expert_gradient_, gate_gradient_, input_gradient_, padded_gradient_;
 };
 

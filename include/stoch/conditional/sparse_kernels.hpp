@@ -17,7 +17,9 @@
 // about 1.2 for Eigen's dense GEMM; so at density d the sparse forward gains about 0.5 / d over dense.
 // Tiling x into L1-sized packed tiles (running packet sums per open pair between tiles) was tried and was
 // 1.4-2.9x slower: a unit has only about 3 open examples per tile at 10%, so the per-tile bookkeeping
-// outweighs the FMAs. Software prefetch of the x streams gained nothing measurable either.
+// outweighs the FMAs. Software prefetch of the x streams gained nothing measurable either. What does help
+// at small batches is the order in which the units are walked (VisitOrder): sorted by their first open
+// examples, consecutive units share an input column, which then comes from L1.
 #pragma once
 
 #include <algorithm>
@@ -40,12 +42,23 @@ namespace stoch {
 /// How the open pairs are listed: for each unit its examples, or for each example its units.
 enum class ListLayout { by_unit, by_example };
 
+/// The order in which the forward kernel walks the (non-empty) lists. `natural`: by index. By unit,
+/// `by_leading_examples` sorts the units by their first, then second open example, so that units walked
+/// one after the other share input columns and find them in L1: at the paper's shape (a batch of 32
+/// MNIST images, 100 KB of x against 32 KB of L1) the kernel loads every packet of x from L2, and the
+/// order makes it 1.15-1.2x faster at 5-10% density. With long lists (a unit shares only its first
+/// column of many) or large columns (few fit in L1) it gains nothing and scatters the reads of W, so
+/// the layer asks for it only where it pays (internal::leading_order_pays). It changes no result: each
+/// open pair's dot product is computed exactly as in the natural order.
+enum class VisitOrder { natural, by_leading_examples };
+
 /// The open gates of one batch: which (unit, example) pairs have h[i, b] != 0.
 ///
 /// Built in two passes so that the dense path pays almost nothing: `count` (every batch) is one
 /// vectorised sweep over h giving per-unit counts, hence the density that chooses the path; `build_lists`
-/// (only when the sparse path runs) is a counting sort into unit-major example lists, which skips whole
-/// blocks of closed gates at low density.
+/// (only when the sparse path runs) lists the open pairs by unit or by example without a data-dependent
+/// branch per gate. The gate values are not copied: a reader of h at the pairs walks them with
+/// for_each_open_matrix_order.
 class ActiveSet {
  public:
   /// Pass 1: per-unit counts of open gates. h is `units x batch`.
@@ -55,7 +68,11 @@ class ActiveSet {
     batch_ = h.cols();
     counts_.assign(static_cast<std::size_t>(units_), 0);
     std::int32_t* counts = counts_.data();
-    Index b = 0;
+    if (batch_ <= kMaskBatch) {  // the masks of build_from_masks, and the counts from them
+      sweep_masks(h);
+      for (std::size_t i = 0; i < counts_.size(); ++i) counts[i] = std::popcount(masks_[i]);
+    }
+    Index b = batch_ <= kMaskBatch ? batch_ : 0;
     for (; b + 4 <= batch_; b += 4) {  // four columns per sweep: the counts are loaded and stored once
       const T* c0 = h.col(b).data();
       const T* c1 = h.col(b + 1).data();
@@ -79,13 +96,22 @@ class ActiveSet {
   }
 
   /// Pass 2 (requires `count(h)` on the same h): the open pairs as lists in `layout`, minor indices
-  /// increasing within each list. With `gates` (nonzeros() values), also copies h at the open pairs there,
-  /// in the flat order of the lists: this pass reads h sequentially anyway, while a later gather would
-  /// read one cold line per pair.
+  /// increasing within each list, and the order in which the forward walks them. By unit with batches
+  /// up to kMaskBatch, through one bit mask of open examples per unit; otherwise through per-example
+  /// lists (branch-free, 16 gates per vector test), transposed by a counting sort for by_unit.
   template <class T>
-  void build_lists(const MatrixCRef<T>& h, ListLayout layout, T* gates = nullptr) {
-    if (gates != nullptr) build_lists_impl<true>(h, layout, gates);
-    else build_lists_impl<false>(h, layout, gates);
+  void build_lists(const MatrixCRef<T>& h, ListLayout layout, VisitOrder order = VisitOrder::natural) {
+    const bool leading = order == VisitOrder::by_leading_examples && layout == ListLayout::by_unit;
+    if (layout == ListLayout::by_unit && batch_ <= kMaskBatch) {
+      build_from_masks();
+      order_naturally();
+      if (leading) order_masks_by_leading_examples();
+    } else {
+      build_through_columns(h, layout);
+      order_naturally();
+      if (leading) order_by_leading_examples();
+    }
+    lists_built_ = true;
   }
 
   /// The layout that lets a kernel reuse the most loads: by unit (one weight column against the unit's
@@ -118,6 +144,32 @@ class ActiveSet {
     const auto last = static_cast<std::size_t>(offsets_[static_cast<std::size_t>(m) + 1]);
     return {examples_.data() + first, last - first};
   }
+  /// The non-empty lists in the order the forward kernel walks them (requires build_lists).
+  std::span<const std::int32_t> visit_order() const noexcept { return visit_; }
+  /// The non-empty lists by index.
+  std::span<const std::int32_t> natural_order() const noexcept { return natural_; }
+  /// Calls f(unit, example, k) for every open pair, k its position in the flat list, in the order that
+  /// reads or writes a `units x batch` matrix at the pairs best: example by example (units increasing)
+  /// when the lists were built through per-example lists (batches over kMaskBatch, or by example), so
+  /// that each column is walked forward (unit by unit, the 4096-unit layer's scatter of its outputs,
+  /// reading h and writing y at the pairs, touched cold lines: 0.80 ms against 0.18); unit by unit
+  /// (examples increasing) for small batches, whose `units x batch` matrices sit in L2 and whose lists
+  /// come from masks (9.3 us against 10.0 at 2000 x 32, 10%). Either way, the pairs of one unit come
+  /// with their examples increasing.
+  template <class F>
+  void for_each_open_matrix_order(F&& f) const {
+    if (!column_lists_) {
+      for_each_open(f);
+      return;
+    }
+    const bool by_unit = layout_ == ListLayout::by_unit;
+    for (Index b = 0; b < batch_; ++b) {
+      const std::int32_t last = column_offsets_[static_cast<std::size_t>(b) + 1];
+      for (std::int32_t p = column_offsets_[static_cast<std::size_t>(b)]; p < last; ++p)
+        f(Index(column_units_[static_cast<std::size_t>(p)]), b,
+          Index(by_unit ? column_positions_[static_cast<std::size_t>(p)] : p));
+    }
+  }
   /// Calls f(unit, example, k) for every open pair, k its position in the flat list.
   template <class F>
   void for_each_open(F&& f) const {
@@ -131,45 +183,229 @@ class ActiveSet {
   }
 
  private:
-  template <bool kCopyGates, class T>
-  void build_lists_impl(const MatrixCRef<T>& h, ListLayout layout, T* gates) {
+  template <class T>
+  void build_through_columns(const MatrixCRef<T>& h, ListLayout layout) {
     layout_ = layout;
-    examples_.resize(static_cast<std::size_t>(nonzeros_));
+    column_lists_ = true;
+    // The lists by example first, branch-free (see append_open), into a buffer with slack. Walking each
+    // column's open gates straight into unit lists mispredicted the loop over each 16-gate block's open
+    // bits (1.6 on average at 10%): 634 us of list building at (4096 units, batch 256), 230 us this way.
+    const auto nonzeros = static_cast<std::size_t>(nonzeros_);
+    column_units_.resize(nonzeros + kMaskBlock);
+    column_offsets_.resize(static_cast<std::size_t>(batch_) + 1);
+    std::int32_t position = 0;
+    for (Index b = 0; b < batch_; ++b) {
+      column_offsets_[static_cast<std::size_t>(b)] = position;
+      const T* column = h.col(b).data();
+      Index i = 0;
+      for (; i + kMaskBlock <= units_; i += kMaskBlock) position += append_open(column, i, column_units_.data() + position);
+      for (; i < units_; ++i)
+        if (is_open(column + i)) column_units_[static_cast<std::size_t>(position++)] = static_cast<std::int32_t>(i);
+    }
+    column_offsets_[static_cast<std::size_t>(batch_)] = position;
+    examples_.resize(nonzeros);
+    if (layout == ListLayout::by_example) {
+      std::copy_n(column_units_.begin(), nonzeros, examples_.begin());
+      offsets_ = column_offsets_;
+      return;
+    }
+    // A counting sort on the unit, from the counts of pass 1; each pair's place is kept for
+    // for_each_open_matrix_order.
+    offsets_from_counts();
+    cursor_.assign(offsets_.begin(), offsets_.end() - 1);
+    column_positions_.resize(nonzeros);
+    std::int32_t* cursor = cursor_.data();
     std::int32_t* entries = examples_.data();
-    if (layout == ListLayout::by_example) {  // column by column: already in order, no sort needed
-      offsets_.resize(static_cast<std::size_t>(batch_) + 1);
-      std::int32_t position = 0;
-      for (Index b = 0; b < batch_; ++b) {
-        offsets_[static_cast<std::size_t>(b)] = position;
-        const T* column = h.col(b).data();
-        visit_open(column, [&](Index i) {
-          if constexpr (kCopyGates) gates[position] = column[i];
-          entries[position++] = static_cast<std::int32_t>(i);
-        });
-      }
-      offsets_[static_cast<std::size_t>(batch_)] = position;
-    } else {  // counting sort on the unit, from the counts of pass 1
-      offsets_.resize(static_cast<std::size_t>(units_) + 1);
-      cursor_.resize(static_cast<std::size_t>(units_));
-      std::int32_t running = 0;
-      for (Index i = 0; i < units_; ++i) {
-        offsets_[static_cast<std::size_t>(i)] = running;
-        cursor_[static_cast<std::size_t>(i)] = running;
-        running += counts_[static_cast<std::size_t>(i)];
-      }
-      offsets_[static_cast<std::size_t>(units_)] = running;
-      std::int32_t* cursor = cursor_.data();
-      for (Index b = 0; b < batch_; ++b) {
-        const auto example = static_cast<std::int32_t>(b);
-        const T* column = h.col(b).data();
-        visit_open(column, [&](Index i) {
-          const std::int32_t at = cursor[i]++;
-          if constexpr (kCopyGates) gates[at] = column[i];
-          entries[at] = example;
-        });
+    std::int32_t* positions = column_positions_.data();
+    const std::int32_t* units = column_units_.data();
+    for (Index b = 0; b < batch_; ++b) {
+      const std::int32_t last = column_offsets_[static_cast<std::size_t>(b) + 1];
+      for (std::int32_t p = column_offsets_[static_cast<std::size_t>(b)]; p < last; ++p) {
+        const std::int32_t at = cursor[units[p]]++;
+        entries[at] = static_cast<std::int32_t>(b);
+        positions[p] = at;
       }
     }
-    lists_built_ = true;
+  }
+
+  void offsets_from_counts() {
+    offsets_.resize(static_cast<std::size_t>(units_) + 1);
+    std::int32_t running = 0;
+    for (std::size_t i = 0; i < static_cast<std::size_t>(units_); ++i) {
+      offsets_[i] = running;
+      running += counts_[i];
+    }
+    offsets_[static_cast<std::size_t>(units_)] = running;
+  }
+
+  /// Writes the indices of the open gates among column[first .. first + 16) to entries and returns how
+  /// many. With AVX-512 branch-free: compressed in a register and stored whole (up to 16 entries past
+  /// the count, hence the slack; a compressing store to memory is microcoded and slow on Zen 4).
+  template <class T>
+  static std::int32_t append_open(const T* column, Index first, std::int32_t* entries) noexcept {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+      const auto open = static_cast<__mmask16>(open_mask(column + first));
+      _mm512_storeu_si512(entries, _mm512_maskz_compress_epi32(open, _mm512_add_epi32(
+                                                                        _mm512_set1_epi32(static_cast<std::int32_t>(first)), kLanes())));
+      return std::popcount(static_cast<std::uint32_t>(open));
+    }
+#endif
+    std::int32_t count = 0;
+    for (std::uint32_t open = open_mask(column + first); open != 0; open &= open - 1)
+      entries[count++] = static_cast<std::int32_t>(first + std::countr_zero(open));
+    return count;
+  }
+#if defined(__AVX512F__)
+  static __m512i kLanes() noexcept { return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
+#endif
+
+  /// Batches up to this size list by unit through one bit mask of open examples per unit, swept by
+  /// count(h): cheaper than the per-example lists and their transposition at the paper's shape (2000 x 32
+  /// at 10%: 7 us against 12.6 for the lists, for 1-2 us more in count), and the masks give the keys of
+  /// the leading-examples order directly (4 us against 8 for the two-pass sort).
+  static constexpr Index kMaskBatch = 64;
+
+  /// By-unit lists from the per-unit masks of open examples that count(h) swept (batch_ <= kMaskBatch).
+  void build_from_masks() {
+    layout_ = ListLayout::by_unit;
+    column_lists_ = false;
+    const auto units = static_cast<std::size_t>(units_);
+    const std::uint64_t* masks = masks_.data();
+    offsets_from_counts();
+    examples_.resize(static_cast<std::size_t>(nonzeros_) + kMaskBlock);  // slack: see append_examples
+    std::int32_t* entries = examples_.data();
+    for (std::size_t i = 0; i < units; ++i) append_examples(masks[i], entries + offsets_[i]);
+    examples_.resize(static_cast<std::size_t>(nonzeros_));
+  }
+
+  /// masks_[i]: bit b set iff h(i, b) is open (batch_ <= kMaskBatch); a vectorised sweep per column.
+  template <class T>
+  void sweep_masks(const MatrixCRef<T>& h) {
+    const auto units = static_cast<std::size_t>(units_);
+    masks_.assign(units, 0);
+    std::uint64_t* masks = masks_.data();
+    Index b = 0;
+#if defined(__AVX512F__)
+    // 16 units per step: one vector test per column gives their 16 open bits, OR-ed into two vectors of
+    // masks under those bits; four columns per load and store of the masks.
+    for (; b + 4 <= batch_; b += 4) {
+      __m512i bits[4];
+      for (int c = 0; c < 4; ++c) bits[c] = _mm512_set1_epi64(static_cast<long long>(std::uint64_t(1) << (b + c)));
+      const T* columns[4] = {h.col(b).data(), h.col(b + 1).data(), h.col(b + 2).data(), h.col(b + 3).data()};
+      std::size_t i = 0;
+      for (; i + kMaskBlock <= units; i += kMaskBlock) {
+        __m512i low = _mm512_loadu_si512(masks + i), high = _mm512_loadu_si512(masks + i + 8);
+        for (int c = 0; c < 4; ++c) {
+          const std::uint32_t open = open_mask(columns[c] + i);
+          low = _mm512_mask_or_epi64(low, static_cast<__mmask8>(open), low, bits[c]);
+          high = _mm512_mask_or_epi64(high, static_cast<__mmask8>(open >> 8), high, bits[c]);
+        }
+        _mm512_storeu_si512(masks + i, low);
+        _mm512_storeu_si512(masks + i + 8, high);
+      }
+      for (; i < units; ++i)
+        for (int c = 0; c < 4; ++c) masks[i] |= static_cast<std::uint64_t>(is_open(columns[c] + i)) << (b + c);
+    }
+#endif
+    for (; b + 4 <= batch_; b += 4) {  // four columns per sweep: the masks are loaded and stored once
+      const T* c0 = h.col(b).data();
+      const T* c1 = h.col(b + 1).data();
+      const T* c2 = h.col(b + 2).data();
+      const T* c3 = h.col(b + 3).data();
+      for (std::size_t i = 0; i < units; ++i)
+        masks[i] |= (static_cast<std::uint64_t>(is_open(c0 + i)) | static_cast<std::uint64_t>(is_open(c1 + i)) << 1 |
+                     static_cast<std::uint64_t>(is_open(c2 + i)) << 2 | static_cast<std::uint64_t>(is_open(c3 + i)) << 3)
+                    << b;
+    }
+    for (; b < batch_; ++b) {
+      const T* column = h.col(b).data();
+      for (std::size_t i = 0; i < units; ++i) masks[i] |= static_cast<std::uint64_t>(is_open(column + i)) << b;
+    }
+  }
+
+  /// Writes the set bits of `mask` (examples, increasing) to entries. With AVX-512, 16 examples per step
+  /// and branch-free: compressed in a register, stored whole (up to 16 entries past the end, hence the
+  /// slack); a loop over the bits mispredicted its exit once per unit.
+  static void append_examples(std::uint64_t mask, std::int32_t* entries) noexcept {
+#if defined(__AVX512F__)
+    for (std::int32_t first = 0; mask != 0; first += 16, mask >>= 16) {
+      const auto open = static_cast<__mmask16>(mask & 0xffff);
+      _mm512_storeu_si512(entries, _mm512_maskz_compress_epi32(open, _mm512_add_epi32(kLanes(), _mm512_set1_epi32(first))));
+      entries += std::popcount(static_cast<std::uint32_t>(open));
+    }
+#else
+    for (; mask != 0; mask &= mask - 1) *entries++ = std::countr_zero(mask);
+#endif
+  }
+
+  /// The leading-examples order from the masks: key (first, second or none) read off each mask, one
+  /// counting sort on the pair (at most 65 x 65 buckets).
+  void order_masks_by_leading_examples() {
+    const std::size_t n = natural_.size();
+    const auto none = static_cast<std::uint32_t>(batch_);
+    const std::uint32_t radix = none + 1;
+    first_.resize(n);
+    buckets_.assign(static_cast<std::size_t>(radix * radix) + 1, 0);
+    for (std::size_t q = 0; q < n; ++q) {
+      const std::uint64_t mask = masks_[static_cast<std::size_t>(natural_[q])];  // non-zero
+      const std::uint64_t rest = mask & (mask - 1);
+      const auto first = static_cast<std::uint32_t>(std::countr_zero(mask));
+      const std::uint32_t second = rest != 0 ? static_cast<std::uint32_t>(std::countr_zero(rest)) : none;
+      first_[q] = static_cast<std::int32_t>(first * radix + second);
+      ++buckets_[first_[q] + 1];
+    }
+    for (std::size_t k = 1; k < buckets_.size(); ++k) buckets_[k] += buckets_[k - 1];
+    visit_.resize(n);
+    for (std::size_t q = 0; q < n; ++q)
+      visit_[static_cast<std::size_t>(buckets_[static_cast<std::size_t>(first_[q])]++)] = natural_[q];
+  }
+
+  void order_naturally() {
+    natural_.resize(static_cast<std::size_t>(lists()));
+    std::size_t n = 0;
+    for (Index m = 0; m < lists(); ++m) {  // branch-free: always write, advance only past non-empty lists
+      natural_[n] = static_cast<std::int32_t>(m);
+      n += offsets_[static_cast<std::size_t>(m) + 1] != offsets_[static_cast<std::size_t>(m)];
+    }
+    natural_.resize(n);
+    visit_ = natural_;
+  }
+
+  /// Units sorted by (first open example, second open example or none): two stable counting sorts,
+  /// on the second example and then on the first (LSD radix), linear in the number of active units;
+  /// the keys are read once, in the natural order, and carried along.
+  void order_by_leading_examples() {
+    const std::size_t n = natural_.size();
+    const auto none = static_cast<std::int32_t>(batch_);
+    first_.resize(n);
+    second_.resize(n);
+    for (std::size_t q = 0; q < n; ++q) {
+      const auto at = static_cast<std::size_t>(offsets_[static_cast<std::size_t>(natural_[q])]);
+      const bool two = counts_[static_cast<std::size_t>(natural_[q])] > 1;
+      first_[q] = examples_[at];
+      second_[q] = two ? examples_[at + 1] : none;
+    }
+    // Pass 1, by second example: positions into sorted_units_ / sorted_first_.
+    sorted_units_.resize(n);
+    sorted_first_.resize(n);
+    bucket_starts(second_);
+    for (std::size_t q = 0; q < n; ++q) {
+      const auto to = static_cast<std::size_t>(buckets_[static_cast<std::size_t>(second_[q])]++);
+      sorted_units_[to] = natural_[q];
+      sorted_first_[to] = first_[q];
+    }
+    // Pass 2, by first example, stable.
+    bucket_starts(sorted_first_);
+    visit_.resize(n);
+    for (std::size_t q = 0; q < n; ++q)
+      visit_[static_cast<std::size_t>(buckets_[static_cast<std::size_t>(sorted_first_[q])]++)] = sorted_units_[q];
+  }
+  /// buckets_[k] = number of keys below k (keys in [0, batch_]).
+  void bucket_starts(const std::vector<std::int32_t>& keys) {
+    buckets_.assign(static_cast<std::size_t>(batch_) + 2, 0);
+    for (const std::int32_t key : keys) ++buckets_[static_cast<std::size_t>(key) + 1];
+    for (std::size_t k = 1; k < buckets_.size(); ++k) buckets_[k] += buckets_[k - 1];
   }
 
   // A gate is open iff h != 0, tested on the bits (sign bit masked off, so -0 is closed and NaN open,
@@ -216,20 +452,16 @@ class ActiveSet {
     return mask;
   }
 
-  /// Calls f(i) for every open gate of one column (`units_` values), 16 gates per vector test.
-  template <class T, class F>
-  void visit_open(const T* column, F&& f) const {
-    Index i = 0;
-    for (; i + kMaskBlock <= units_; i += kMaskBlock)
-      for (std::uint32_t open = open_mask(column + i); open != 0; open &= open - 1) f(i + std::countr_zero(open));
-    for (; i < units_; ++i)
-      if (is_open(column + i)) f(i);
-  }
+
 
   Index units_ = 0, batch_ = 0, nonzeros_ = 0, active_units_ = 0;
   bool lists_built_ = false;
   ListLayout layout_ = ListLayout::by_unit;
   std::vector<std::int32_t> counts_, offsets_, cursor_, examples_;
+  std::vector<std::int32_t> column_units_, column_offsets_, column_positions_;
+  std::vector<std::uint64_t> masks_;
+  bool column_lists_ = false;
+  std::vector<std::int32_t> natural_, visit_, first_, second_, sorted_units_, sorted_first_, buckets_;
 };
 
 namespace internal {
@@ -309,6 +541,19 @@ Index chunk_rows(Index in, Index batch, Index bytes = kChunkBytes) {
   Index rows = bytes / (batch * static_cast<Index>(sizeof(T)));
   rows = std::max<Index>(rows / packet * packet, 64);
   return rows >= in ? in : rows;
+}
+
+/// Whether the forward should walk the units by leading examples (VisitOrder::by_leading_examples):
+/// by-unit lists of at most kLeadingOrderExamples open examples per active unit on average, and input
+/// columns of at most kLeadingOrderColumnBytes (so that the ~8 most recent ones stay in a 32 KiB L1).
+/// Measured on the development machine (Zen 4) with the kernel alone: 1.2-1.4x at (2000, 784, 32) for 2-10%
+/// density, 1.05x at 25%; no gain or a loss with 12.8 examples per unit (batch 128) or 8 KiB columns.
+/// Only the forward uses it (see sparse_expert_backward).
+inline constexpr Index kLeadingOrderExamples = 8;
+inline constexpr Index kLeadingOrderColumnBytes = 4096;
+inline bool leading_order_pays(const ActiveSet& active, ListLayout layout, Index column_bytes) noexcept {
+  return layout == ListLayout::by_unit && column_bytes <= kLeadingOrderColumnBytes &&
+         active.nonzeros() <= kLeadingOrderExamples * active.active_units();
 }
 
 /// Leading dimension for a copy of `rows x batch` activations that the kernels read K columns at a time.
@@ -472,12 +717,13 @@ void sparse_expert_forward(const ActiveSet& active, const MatrixCRef<T>& weights
   for (Index j0 = 0; j0 < in; j0 += rows) {
     const Index n = std::min(rows, in - j0);
     const bool first_chunk = j0 == 0;
-    for (Index m = 0; m < active.lists(); ++m) {
+    const std::span<const std::int32_t> order = active.visit_order();
+    for (std::size_t q = 0; q < order.size(); ++q) {
+      const Index m = order[q];
       const std::span<const std::int32_t> others = active.list(m);
-      if (others.empty()) continue;
       const T* fixed = operands.fixed(m, j0);
-      // The fixed column kPrefetchLists lists ahead, or this one again near the end (harmless).
-      const T* ahead = m + kPrefetchLists < active.lists() ? operands.fixed(m + kPrefetchLists, j0) : fixed;
+      // The fixed column kPrefetchLists lists ahead, or the last one again near the end (harmless).
+      const T* ahead = operands.fixed(order[std::min(q + static_cast<std::size_t>(kPrefetchLists), order.size() - 1)], j0);
       T* list_sums = sums + active.offset(m);
       for_each_block<kWidestDotBlock>(static_cast<Index>(others.size()), [&]<int K>(Index first) {
         const T* partners[K];
@@ -505,18 +751,20 @@ void sparse_expert_backward(const ActiveSet& active, const T* coefficients, cons
   const Index rows = chunk_rows<T>(in, x.cols(), chunk_bytes);
   for (Index j0 = 0; j0 < in; j0 += rows) {
     const Index n = std::min(rows, in - j0);
-    for (Index m = 0; m < active.lists(); ++m) {
+    // The natural order, whatever visit_order() says: another order of the units would change the order
+    // of the sums into each column of dL/dx, hence the rounding of training runs made before it existed.
+    const std::span<const std::int32_t> order = active.natural_order();
+    for (std::size_t q = 0; q < order.size(); ++q) {
+      const Index m = order[q];
       const std::span<const std::int32_t> others = active.list(m);
-      if (others.empty()) continue;
       // By unit: w = the unit's weights, g = its weight gradient, partners = inputs and input gradients.
       // By example: w = the example's input, g = its input gradient, partners = weights and their gradients.
       const T* w = operands.fixed(m, j0);
       T* g = (by_unit ? weight_gradient_t.col(m) : input_gradient.col(m)).data() + j0;
       const T* c = coefficients + active.offset(m);
-      const bool last = m + kPrefetchLists >= active.lists();
-      const Index next = m + kPrefetchLists;
-      const T* ahead = last ? w : operands.fixed(next, j0);
-      T* ahead_g = last ? g : (by_unit ? weight_gradient_t.col(next) : input_gradient.col(next)).data() + j0;
+      const Index next = order[std::min(q + static_cast<std::size_t>(kPrefetchLists), order.size() - 1)];
+      const T* ahead = operands.fixed(next, j0);
+      T* ahead_g = (by_unit ? weight_gradient_t.col(next) : input_gradient.col(next)).data() + j0;
       for_each_block(static_cast<Index>(others.size()), [&]<int K>(Index first) {
         const T* partners[K];
         T* partner_gradients[K];
