@@ -48,8 +48,9 @@ enum class ListLayout { by_unit, by_example };
 /// MNIST images, 100 KB of x against 32 KB of L1) the kernel loads every packet of x from L2, and the
 /// order makes it 1.15-1.2x faster at 5-10% density. With long lists (a unit shares only its first
 /// column of many) or large columns (few fit in L1) it gains nothing and scatters the reads of W, so
-/// the layer asks for it only where it pays (internal::leading_order_pays). It changes no result: each
-/// open pair's dot product is computed exactly as in the natural order.
+/// the layer asks for it only where it pays (internal::leading_order_pays); it applies to by-unit lists
+/// of batches up to ActiveSet::kMaskBatch. It changes no result: each open pair's dot product is computed
+/// exactly as in the natural order.
 enum class VisitOrder { natural, by_leading_examples };
 
 /// The open gates of one batch: which (unit, example) pairs have h[i, b] != 0.
@@ -99,20 +100,24 @@ class ActiveSet {
   /// increasing within each list, and the order in which the forward walks them. By unit with batches
   /// up to kMaskBatch, through one bit mask of open examples per unit; otherwise through per-example
   /// lists (branch-free, 16 gates per vector test), transposed by a counting sort for by_unit.
+  /// VisitOrder::by_leading_examples applies to by-unit lists of batches up to kMaskBatch (where its keys
+  /// come from the masks, and where it was measured to pay); other lists are walked naturally.
   template <class T>
   void build_lists(const MatrixCRef<T>& h, ListLayout layout, VisitOrder order = VisitOrder::natural) {
-    const bool leading = order == VisitOrder::by_leading_examples && layout == ListLayout::by_unit;
-    if (layout == ListLayout::by_unit && batch_ <= kMaskBatch) {
-      build_from_masks();
-      order_naturally();
-      if (leading) order_masks_by_leading_examples();
-    } else {
-      build_through_columns(h, layout);
-      order_naturally();
-      if (leading) order_by_leading_examples();
-    }
+    const bool masks = layout == ListLayout::by_unit && batch_ <= kMaskBatch;
+    if (masks) build_from_masks();
+    else build_through_columns(h, layout);
+    order_naturally();
+    leading_ = masks && order == VisitOrder::by_leading_examples;
+    if (leading_) order_by_leading_examples();
     lists_built_ = true;
   }
+
+  /// Batches up to this size list by unit through one bit mask of open examples per unit, swept by
+  /// count(h): cheaper than the per-example lists and their transposition at the paper's shape (2000 x 32
+  /// at 10%: 7 us against 12.6 for the lists, for 1-2 us more in count), and the masks give the keys of
+  /// the leading-examples order directly.
+  static constexpr Index kMaskBatch = 64;
 
   /// The layout that lets a kernel reuse the most loads: by unit (one weight column against the unit's
   /// examples) unless units are open in fewer than 2 examples on average, then by example (one input
@@ -145,7 +150,7 @@ class ActiveSet {
     return {examples_.data() + first, last - first};
   }
   /// The non-empty lists in the order the forward kernel walks them (requires build_lists).
-  std::span<const std::int32_t> visit_order() const noexcept { return visit_; }
+  std::span<const std::int32_t> visit_order() const noexcept { return leading_ ? visit_ : natural_; }
   /// The non-empty lists by index.
   std::span<const std::int32_t> natural_order() const noexcept { return natural_; }
   /// Calls f(unit, example, k) for every open pair, k its position in the flat list, in the order that
@@ -247,7 +252,7 @@ class ActiveSet {
     if constexpr (std::is_same_v<T, float>) {
       const auto open = static_cast<__mmask16>(open_mask(column + first));
       _mm512_storeu_si512(entries, _mm512_maskz_compress_epi32(open, _mm512_add_epi32(
-                                                                        _mm512_set1_epi32(static_cast<std::int32_t>(first)), kLanes())));
+                                                                        _mm512_set1_epi32(static_cast<std::int32_t>(first)), lane_indices())));
       return std::popcount(static_cast<std::uint32_t>(open));
     }
 #endif
@@ -257,14 +262,8 @@ class ActiveSet {
     return count;
   }
 #if defined(__AVX512F__)
-  static __m512i kLanes() noexcept { return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
+  static __m512i lane_indices() noexcept { return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
 #endif
-
-  /// Batches up to this size list by unit through one bit mask of open examples per unit, swept by
-  /// count(h): cheaper than the per-example lists and their transposition at the paper's shape (2000 x 32
-  /// at 10%: 7 us against 12.6 for the lists, for 1-2 us more in count), and the masks give the keys of
-  /// the leading-examples order directly (4 us against 8 for the two-pass sort).
-  static constexpr Index kMaskBatch = 64;
 
   /// By-unit lists from the per-unit masks of open examples that count(h) swept (batch_ <= kMaskBatch).
   void build_from_masks() {
@@ -279,7 +278,7 @@ class ActiveSet {
     examples_.resize(static_cast<std::size_t>(nonzeros_));
   }
 
-  /// masks_[i]: bit b set iff h(i, b) is open (batch_ <= kMaskBatch); a vectorised sweep per column.
+  /// masks_[i]: bit b set iff h(i, b) is open (batch_ <= kMaskBatch).
   template <class T>
   void sweep_masks(const MatrixCRef<T>& h) {
     const auto units = static_cast<std::size_t>(units_);
@@ -308,16 +307,6 @@ class ActiveSet {
         for (int c = 0; c < 4; ++c) masks[i] |= static_cast<std::uint64_t>(is_open(columns[c] + i)) << (b + c);
     }
 #endif
-    for (; b + 4 <= batch_; b += 4) {  // four columns per sweep: the masks are loaded and stored once
-      const T* c0 = h.col(b).data();
-      const T* c1 = h.col(b + 1).data();
-      const T* c2 = h.col(b + 2).data();
-      const T* c3 = h.col(b + 3).data();
-      for (std::size_t i = 0; i < units; ++i)
-        masks[i] |= (static_cast<std::uint64_t>(is_open(c0 + i)) | static_cast<std::uint64_t>(is_open(c1 + i)) << 1 |
-                     static_cast<std::uint64_t>(is_open(c2 + i)) << 2 | static_cast<std::uint64_t>(is_open(c3 + i)) << 3)
-                    << b;
-    }
     for (; b < batch_; ++b) {
       const T* column = h.col(b).data();
       for (std::size_t i = 0; i < units; ++i) masks[i] |= static_cast<std::uint64_t>(is_open(column + i)) << b;
@@ -331,7 +320,7 @@ class ActiveSet {
 #if defined(__AVX512F__)
     for (std::int32_t first = 0; mask != 0; first += 16, mask >>= 16) {
       const auto open = static_cast<__mmask16>(mask & 0xffff);
-      _mm512_storeu_si512(entries, _mm512_maskz_compress_epi32(open, _mm512_add_epi32(kLanes(), _mm512_set1_epi32(first))));
+      _mm512_storeu_si512(entries, _mm512_maskz_compress_epi32(open, _mm512_add_epi32(lane_indices(), _mm512_set1_epi32(first))));
       entries += std::popcount(static_cast<std::uint32_t>(open));
     }
 #else
@@ -339,26 +328,26 @@ class ActiveSet {
 #endif
   }
 
-  /// The leading-examples order from the masks: key (first, second or none) read off each mask, one
-  /// counting sort on the pair (at most 65 x 65 buckets).
-  void order_masks_by_leading_examples() {
+  /// The active units sorted by (first open example, second open example or none), ties by index: the
+  /// key read off each unit's mask, one counting sort on it (at most 65 x 65 buckets).
+  void order_by_leading_examples() {
     const std::size_t n = natural_.size();
     const auto none = static_cast<std::uint32_t>(batch_);
     const std::uint32_t radix = none + 1;
-    first_.resize(n);
+    keys_.resize(n);
     buckets_.assign(static_cast<std::size_t>(radix * radix) + 1, 0);
     for (std::size_t q = 0; q < n; ++q) {
       const std::uint64_t mask = masks_[static_cast<std::size_t>(natural_[q])];  // non-zero
       const std::uint64_t rest = mask & (mask - 1);
       const auto first = static_cast<std::uint32_t>(std::countr_zero(mask));
       const std::uint32_t second = rest != 0 ? static_cast<std::uint32_t>(std::countr_zero(rest)) : none;
-      first_[q] = static_cast<std::int32_t>(first * radix + second);
-      ++buckets_[first_[q] + 1];
+      keys_[q] = static_cast<std::int32_t>(first * radix + second);
+      ++buckets_[static_cast<std::size_t>(keys_[q]) + 1];
     }
     for (std::size_t k = 1; k < buckets_.size(); ++k) buckets_[k] += buckets_[k - 1];
     visit_.resize(n);
     for (std::size_t q = 0; q < n; ++q)
-      visit_[static_cast<std::size_t>(buckets_[static_cast<std::size_t>(first_[q])]++)] = natural_[q];
+      visit_[static_cast<std::size_t>(buckets_[static_cast<std::size_t>(keys_[q])]++)] = natural_[q];
   }
 
   void order_naturally() {
@@ -369,44 +358,8 @@ class ActiveSet {
       n += offsets_[static_cast<std::size_t>(m) + 1] != offsets_[static_cast<std::size_t>(m)];
     }
     natural_.resize(n);
-    visit_ = natural_;
   }
 
-  /// Units sorted by (first open example, second open example or none): two stable counting sorts,
-  /// on the second example and then on the first (LSD radix), linear in the number of active units;
-  /// the keys are read once, in the natural order, and carried along.
-  void order_by_leading_examples() {
-    const std::size_t n = natural_.size();
-    const auto none = static_cast<std::int32_t>(batch_);
-    first_.resize(n);
-    second_.resize(n);
-    for (std::size_t q = 0; q < n; ++q) {
-      const auto at = static_cast<std::size_t>(offsets_[static_cast<std::size_t>(natural_[q])]);
-      const bool two = counts_[static_cast<std::size_t>(natural_[q])] > 1;
-      first_[q] = examples_[at];
-      second_[q] = two ? examples_[at + 1] : none;
-    }
-    // Pass 1, by second example: positions into sorted_units_ / sorted_first_.
-    sorted_units_.resize(n);
-    sorted_first_.resize(n);
-    bucket_starts(second_);
-    for (std::size_t q = 0; q < n; ++q) {
-      const auto to = static_cast<std::size_t>(buckets_[static_cast<std::size_t>(second_[q])]++);
-      sorted_units_[to] = natural_[q];
-      sorted_first_[to] = first_[q];
-    }
-    // Pass 2, by first example, stable.
-    bucket_starts(sorted_first_);
-    visit_.resize(n);
-    for (std::size_t q = 0; q < n; ++q)
-      visit_[static_cast<std::size_t>(buckets_[static_cast<std::size_t>(sorted_first_[q])]++)] = sorted_units_[q];
-  }
-  /// buckets_[k] = number of keys below k (keys in [0, batch_]).
-  void bucket_starts(const std::vector<std::int32_t>& keys) {
-    buckets_.assign(static_cast<std::size_t>(batch_) + 2, 0);
-    for (const std::int32_t key : keys) ++buckets_[static_cast<std::size_t>(key) + 1];
-    for (std::size_t k = 1; k < buckets_.size(); ++k) buckets_[k] += buckets_[k - 1];
-  }
 
   // A gate is open iff h != 0, tested on the bits (sign bit masked off, so -0 is closed and NaN open,
   // exactly like h != 0): integer tests vectorise without -ffast-math, floating-point ones did not.
@@ -461,7 +414,8 @@ class ActiveSet {
   std::vector<std::int32_t> column_units_, column_offsets_, column_positions_;
   std::vector<std::uint64_t> masks_;
   bool column_lists_ = false;
-  std::vector<std::int32_t> natural_, visit_, first_, second_, sorted_units_, sorted_first_, buckets_;
+  std::vector<std::int32_t> natural_, visit_, keys_, buckets_;
+  bool leading_ = false;  // visit_ holds the leading-examples order (else the natural one is walked)
 };
 
 namespace internal {
@@ -552,7 +506,8 @@ Index chunk_rows(Index in, Index batch, Index bytes = kChunkBytes) {
 inline constexpr Index kLeadingOrderExamples = 8;
 inline constexpr Index kLeadingOrderColumnBytes = 4096;
 inline bool leading_order_pays(const ActiveSet& active, ListLayout layout, Index column_bytes) noexcept {
-  return layout == ListLayout::by_unit && column_bytes <= kLeadingOrderColumnBytes &&
+  return layout == ListLayout::by_unit && active.batch() <= ActiveSet::kMaskBatch &&
+         column_bytes <= kLeadingOrderColumnBytes &&
          active.nonzeros() <= kLeadingOrderExamples * active.active_units();
 }
 
