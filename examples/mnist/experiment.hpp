@@ -45,10 +45,21 @@ struct Settings {
   /// Straight-through gater: App. A.4's 0.1 ("a learning rate of 0.1 throughout the architecture").
   double st_gater_learning_rate = 0.1;
   double momentum_sts = 0.5;      ///< App. A.4: "We use momentum for STS" (value not given)
+  /// App. A.4: momentum has "little to no effect" on straight-through; 0 (none) unless asked for.
+  double momentum_st = 0;
+  /// App. A.4: ST worked best without the sigmoid's derivative; true selects the variant with it.
+  bool st_sigmoid_derivative = false;
   double kl_strength = 0;         ///< lambda of Eq. 14 (sigmoid gates); 0: the variant's default
   double target_density = 0.1;    ///< App. A.1
   double firing_rate = 0;         ///< Sec. 2.1 firing-rate control of the rectifiers' offsets (0: off)
-  double max_norm = 2.0;          ///< App. A.4
+  /// App. A.4: a maximum norm of 2 on every unit's incoming weights "works best in most cases"; the ST
+  /// and SBN variants use their own bound, chosen on the validation set (README.md, "Choices").
+  double max_norm = 2.0;
+  double st_max_norm = 4.0;
+  double sbn_max_norm = 4.0;
+  /// The gate layer's initial weights: every unit's incoming weights (Glorot-uniform direction) rescaled to
+  /// this norm (README.md, "Choices"); 0 keeps the Glorot-uniform draw.
+  double gate_init_norm = 2.0;
   int eval_samples = 10;          ///< K of the "mean over K samples" test-time rule
   int timing_repeats = 3;         ///< evaluation timings: best of this many passes over the test set
   std::filesystem::path out;      ///< checkpoints and results

@@ -145,6 +145,20 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--sts-momentum", settings.momentum_sts, "momentum of the STS variant")
       ->check(CLI::Range(0.0, 0.999))->capture_default_str();
+  app.add_option("--st-momentum", settings.momentum_st, "momentum of the straight-through variant (default: none)")
+      ->check(CLI::Range(0.0, 0.999))->capture_default_str();
+  app.add_flag("--st-sigmoid-derivative", settings.st_sigmoid_derivative,
+               "straight-through: multiply dL/dh by sigm'(a) (App. A.4 found it worse)");
+  app.add_option("--max-norm", settings.max_norm,
+                 "maximum norm of every unit's incoming weights (App. A.4: 2), but for ST and SBN")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--st-max-norm", settings.st_max_norm, "maximum norm of the straight-through variant (App. A.4: 2)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--sbn-max-norm", settings.sbn_max_norm, "maximum norm of the SBN variant (App. A.4: 2)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--gate-init-norm", settings.gate_init_norm,
+                 "initial norm of every gate unit's incoming weights (0: as drawn, Glorot-uniform)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--kl-strength", settings.kl_strength, "lambda of the KL sparsity penalty (Eq. 14); 0: default")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--rectifier-firing-rate", settings.firing_rate,

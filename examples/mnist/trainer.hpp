@@ -34,6 +34,7 @@ struct VariantConfig {
   Index units = 2000;                      ///< gate units = expert units (200 for the sigmoid baselines)
   double gater_learning_rate_scale = 1.0;  ///< App. A.4: 0.01 for SBN (0.001 vs 0.1)
   double momentum = 0.0;                   ///< App. A.4: momentum for STS only
+  double max_norm = 2.0;                   ///< App. A.4: bound on every unit's incoming weight norm (2)
   T gate_bias = 0;                         ///< initial bias of the gate pre-activations (gater.gate.b)
   bool calibrate = false;                  ///< App. A.3: threshold calibrated to the target density on valid
   T half_threshold = 0;                    ///< the threshold meaning "P(gate open) > 0.5" (the p > 0.5 rule)
@@ -77,7 +78,11 @@ class Trainer {
         sgd_(net_.parameters(), {.learning_rate = static_cast<T>(settings.learning_rate),
                                  .momentum = static_cast<T>(config_.momentum)}) {
     layer().gater().template get<2>().bias().value.setConstant(config_.gate_bias);
-    stoch::set_max_norm(net_.parameters(), static_cast<T>(s_.max_norm));
+    if (s_.gate_init_norm > 0) {  // every gate unit's incoming weights rescaled to this norm (README, "Choices")
+      auto& w = layer().gater().template get<2>().weight().value;  // units x 400
+      w.array().colwise() *= static_cast<T>(s_.gate_init_norm) / w.rowwise().norm().array();
+    }
+    stoch::set_max_norm(net_.parameters(), static_cast<T>(config_.max_norm));
     stoch::set_learning_rate_scale(layer().gater().parameters(), static_cast<T>(config_.gater_learning_rate_scale));
     for (stoch::Parameter<T>* p : net_.parameters()) {
       stoch::Parameter<T> copy;

@@ -57,10 +57,11 @@ TrainedVariant train(const VariantSpec& spec, const Settings& s, VariantConfig c
                           {"learning_rate", str(s.learning_rate)},
                           {"gater_learning_rate", str(s.learning_rate * config.gater_learning_rate_scale)},
                           {"momentum", str(config.momentum)},
-                          {"max_norm", str(s.max_norm)},
+                          {"max_norm", str(config.max_norm)},
                           {"batch", std::to_string(s.batch)}});
   if (s.learning_rate_decay != 1)  // (only when used: keeps the checkpoints of constant-rate runs resumable)
     config.settings.insert(config.settings.begin() + 2, {"learning_rate_decay_per_epoch", str(s.learning_rate_decay)});
+  if (s.gate_init_norm > 0) config.settings.push_back({"gate_init_norm", str(s.gate_init_norm)});
   // Heap-allocated: the network holds large buffers, and must not move once the optimiser has pointers into it.
   auto trainer = std::make_shared<Trainer<G>>(spec, s, std::move(config), std::move(gate), data, progress);
   VariantResult result = trainer->run();
@@ -86,6 +87,7 @@ TrainedVariant rectifier(const VariantSpec& spec, const Settings& s, const stoch
     options.firing_rate = stoch::FiringRateControl<T>{.target = static_cast<T>(s.firing_rate)};
   VariantConfig config;
   config.units = kUnits;
+  config.max_norm = s.max_norm;
   config.calibrate = noise > 0;  // App. A.3 thresholds for the stochastic gates; the baseline keeps max(0, .)
   config.half_threshold = 0;     // P(a + c + z > 0) > 1/2  <=>  a + c > 0 (symmetric noise)
   if (noise > 0) config.probability = [noise](double score) { return standard_normal_cdf(score / noise); };
@@ -102,6 +104,7 @@ TrainedVariant rectifier(const VariantSpec& spec, const Settings& s, const stoch
 VariantConfig sigmoid_gate_config(const Settings& s, double noise_mean = 0) {
   VariantConfig config;
   config.units = kUnits;
+  config.max_norm = s.max_norm;
   config.gate_bias = static_cast<T>(stoch::logit(s.target_density) - noise_mean);
   config.calibrate = true;
   config.half_threshold = T(0.5);
@@ -115,6 +118,7 @@ TrainedVariant sigmoid_baseline(const VariantSpec& spec, const Settings& s, cons
                                const Progress& progress, double noise) {
   VariantConfig config;
   config.units = kBaselineUnits;
+  config.max_norm = s.max_norm;
   config.probability = [](double h) { return h; };
   config.settings = {{"noise_std", str(noise)}, {"sparsity", "none"}};
   return train(spec, s, std::move(config),
@@ -130,10 +134,14 @@ TrainedVariant run_variant(const VariantSpec& spec, const Settings& s, const sto
     case 1: {
       VariantConfig config = sigmoid_gate_config(s);
       config.gater_learning_rate_scale = s.st_gater_learning_rate / s.learning_rate;
-      config.settings.push_back({"estimator", "dL/da = dL/dh (no sigmoid derivative)"});
+      config.momentum = s.momentum_st;
+      config.max_norm = s.st_max_norm;
+      config.settings.push_back({"estimator", s.st_sigmoid_derivative ? "dL/da = dL/dh sigm'(a)"
+                                                                      : "dL/da = dL/dh (no sigmoid derivative)"});
       return train(spec, s, std::move(config),
-                   stoch::StraightThrough<T>(kUnits, {.sigmoid_derivative = false, .kl = kl(s)}, "gate"), data,
-                   progress);
+                   stoch::StraightThrough<T>(kUnits, {.sigmoid_derivative = s.st_sigmoid_derivative, .kl = kl(s)},
+                                             "gate"),
+                   data, progress);
     }
     case 2: {
       const stoch::BetaNoise<T> beta{.beta = kBetaNoiseBeta, .target = static_cast<T>(s.target_density)};
@@ -151,6 +159,7 @@ TrainedVariant run_variant(const VariantSpec& spec, const Settings& s, const sto
       VariantConfig config = sigmoid_gate_config(s);
       // App. A.4 gives the SBN gater 0.001; the default was chosen on validation (README.md, "Choices").
       config.gater_learning_rate_scale = s.sbn_gater_learning_rate / s.learning_rate;
+      config.max_norm = s.sbn_max_norm;
       config.settings.push_back({"estimator", "(h - p)(L - Lbar), Lbar: Eq. 10 moving averages, rate 0.01"});
       stoch::StochasticBinaryOptions<T> options;
       options.baseline = stoch::SbnBaseline::minimum_variance;

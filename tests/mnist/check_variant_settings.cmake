@@ -1,0 +1,37 @@
+# cmake -DMNIST=<binary> -DOUT=<dir> -P check_variant_settings.cmake
+# The per-variant hyper-parameters reach the variant they name and no other: a straight-through max-norm of 3
+# and a gate initial norm of 1.5 on the command line must appear in straight-through's settings, while SBN keeps
+# its own default max-norm (4) and shares the gate initial norm. Prints "SKIPPED: MNIST data not found" when
+# `mnist` exits with 77.
+include(${CMAKE_CURRENT_LIST_DIR}/run_mnist.cmake)
+run_mnist(--variants straight-through,sbn --epochs 1 --train-limit 640 --eval-samples 1 --timing-repeats 1
+          --threads 1 --st-max-norm 3 --gate-init-norm 1.5)
+if(mnist_skipped)
+  return()
+endif()
+if(NOT mnist_status EQUAL 0)
+  message(FATAL_ERROR "mnist exited with status ${mnist_status}")
+endif()
+file(READ ${OUT}/results.json json)
+string(JSON count LENGTH "${json}" variants)
+if(NOT count EQUAL 2)
+  message(FATAL_ERROR "results.json: expected 2 variants, got ${count}")
+endif()
+math(EXPR last "${count} - 1")
+foreach(i RANGE ${last})
+  string(JSON name GET "${json}" variants ${i} name)
+  string(JSON max_norm GET "${json}" variants ${i} settings max_norm)
+  string(JSON init_norm GET "${json}" variants ${i} settings gate_init_norm)
+  if(name STREQUAL "straight-through")
+    set(expected 3)
+  elseif(name STREQUAL "sbn")
+    set(expected 4)
+  else()
+    message(FATAL_ERROR "results.json: unexpected variant ${name}")
+  endif()
+  if(NOT max_norm STREQUAL expected OR NOT init_norm STREQUAL "1.5")
+    message(FATAL_ERROR "${name}: max_norm ${max_norm} (expected ${expected}), gate_init_norm ${init_norm} "
+                        "(expected 1.5)")
+  endif()
+endforeach()
+message(STATUS "per-variant max-norm and the gate initial norm reach their variants")
