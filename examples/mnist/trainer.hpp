@@ -34,7 +34,7 @@ struct VariantConfig {
   Index units = 2000;                      ///< gate units = expert units (200 for the sigmoid baselines)
   double gater_learning_rate_scale = 1.0;  ///< App. A.4: 0.01 for SBN (0.001 vs 0.1)
   double momentum = 0.0;                   ///< App. A.4: momentum for STS only
-  double max_norm = 2.0;                   ///< App. A.4: bound on every unit's incoming weight norm (2)
+  double max_norm = 0.0;                   ///< bound on every unit's incoming weight norm; 0: Settings::max_norm
   T gate_bias = 0;                         ///< initial bias of the gate pre-activations (gater.gate.b)
   bool calibrate = false;                  ///< App. A.3: threshold calibrated to the target density on valid
   T half_threshold = 0;                    ///< the threshold meaning "P(gate open) > 0.5" (the p > 0.5 rule)

@@ -52,6 +52,7 @@ double standard_normal_cdf(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0
 template <class G>
 TrainedVariant train(const VariantSpec& spec, const Settings& s, VariantConfig config, G gate,
                     const stoch::Mnist<T>& data, const Progress& progress) {
+  if (config.max_norm == 0) config.max_norm = s.max_norm;  // the variant did not choose its own bound
   config.settings.insert(config.settings.begin(),
                          {{"units", std::to_string(config.units)},
                           {"learning_rate", str(s.learning_rate)},
@@ -87,7 +88,6 @@ TrainedVariant rectifier(const VariantSpec& spec, const Settings& s, const stoch
     options.firing_rate = stoch::FiringRateControl<T>{.target = static_cast<T>(s.firing_rate)};
   VariantConfig config;
   config.units = kUnits;
-  config.max_norm = s.max_norm;
   config.calibrate = noise > 0;  // App. A.3 thresholds for the stochastic gates; the baseline keeps max(0, .)
   config.half_threshold = 0;     // P(a + c + z > 0) > 1/2  <=>  a + c > 0 (symmetric noise)
   if (noise > 0) config.probability = [noise](double score) { return standard_normal_cdf(score / noise); };
@@ -104,7 +104,6 @@ TrainedVariant rectifier(const VariantSpec& spec, const Settings& s, const stoch
 VariantConfig sigmoid_gate_config(const Settings& s, double noise_mean = 0) {
   VariantConfig config;
   config.units = kUnits;
-  config.max_norm = s.max_norm;
   config.gate_bias = static_cast<T>(stoch::logit(s.target_density) - noise_mean);
   config.calibrate = true;
   config.half_threshold = T(0.5);
@@ -118,7 +117,6 @@ TrainedVariant sigmoid_baseline(const VariantSpec& spec, const Settings& s, cons
                                const Progress& progress, double noise) {
   VariantConfig config;
   config.units = kBaselineUnits;
-  config.max_norm = s.max_norm;
   config.probability = [](double h) { return h; };
   config.settings = {{"noise_std", str(noise)}, {"sparsity", "none"}};
   return train(spec, s, std::move(config),

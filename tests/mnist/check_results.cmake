@@ -2,14 +2,8 @@
 # Runs a one-epoch, one-variant `mnist` into OUT and checks its results files. Prints
 # "SKIPPED: MNIST data not found" (the test's SKIP_REGULAR_EXPRESSION) when `mnist` exits with 77.
 include(${CMAKE_CURRENT_LIST_DIR}/run_mnist.cmake)
-run_mnist(--variants straight-through --epochs 1 --train-limit 3000 --eval-samples 2 --timing-repeats 1
-          --threads 1)
-if(mnist_skipped)
-  return()
-endif()
-if(NOT mnist_status EQUAL 0)
-  message(FATAL_ERROR "mnist exited with status ${mnist_status}")
-endif()
+run_mnist_expecting_success(--variants straight-through --epochs 1 --train-limit 3000 --eval-samples 2
+                            --timing-repeats 1 --threads 1)
 foreach(file results.json results.md learning_curves.dat checkpoints/straight-through.stoch)
   if(NOT EXISTS ${OUT}/${file})
     message(FATAL_ERROR "mnist did not write ${OUT}/${file}")

@@ -4,14 +4,8 @@
 # its own default max-norm (4) and shares the gate initial norm. Prints "SKIPPED: MNIST data not found" when
 # `mnist` exits with 77.
 include(${CMAKE_CURRENT_LIST_DIR}/run_mnist.cmake)
-run_mnist(--variants straight-through,sbn --epochs 1 --train-limit 640 --eval-samples 1 --timing-repeats 1
-          --threads 1 --st-max-norm 3 --gate-init-norm 1.5)
-if(mnist_skipped)
-  return()
-endif()
-if(NOT mnist_status EQUAL 0)
-  message(FATAL_ERROR "mnist exited with status ${mnist_status}")
-endif()
+run_mnist_expecting_success(--variants straight-through,sbn --epochs 1 --train-limit 640 --eval-samples 1
+                            --timing-repeats 1 --threads 1 --st-max-norm 3 --gate-init-norm 1.5)
 file(READ ${OUT}/results.json json)
 string(JSON count LENGTH "${json}" variants)
 if(NOT count EQUAL 2)

@@ -13,3 +13,15 @@ macro(run_mnist)
     set(mnist_skipped ON)
   endif()
 endmacro()
+
+# run_mnist_expecting_success(<args>...): run_mnist, then end the calling script when the data is missing
+# (reported as skipped) and fail it when `mnist` exits with an error.
+macro(run_mnist_expecting_success)
+  run_mnist(${ARGN})
+  if(mnist_skipped)
+    return()
+  endif()
+  if(NOT mnist_status EQUAL 0)
+    message(FATAL_ERROR "mnist exited with status ${mnist_status}")
+  endif()
+endmacro()
