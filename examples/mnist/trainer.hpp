@@ -78,10 +78,8 @@ class Trainer {
         sgd_(net_.parameters(), {.learning_rate = static_cast<T>(settings.learning_rate),
                                  .momentum = static_cast<T>(config_.momentum)}) {
     layer().gater().template get<2>().bias().value.setConstant(config_.gate_bias);
-    if (s_.gate_init_norm > 0) {  // every gate unit's incoming weights rescaled to this norm (README, "Choices")
-      auto& w = layer().gater().template get<2>().weight().value;  // units x 400
-      w.array().colwise() *= static_cast<T>(s_.gate_init_norm) / w.rowwise().norm().array();
-    }
+    if (s_.gate_init_norm > 0)  // every gate unit starts at this norm (README.md, "Choices")
+      stoch::set_unit_norms(layer().gater().template get<2>().weight(), static_cast<T>(s_.gate_init_norm));
     stoch::set_max_norm(net_.parameters(), static_cast<T>(config_.max_norm));
     stoch::set_learning_rate_scale(layer().gater().parameters(), static_cast<T>(config_.gater_learning_rate_scale));
     for (stoch::Parameter<T>* p : net_.parameters()) {

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "stoch/core/error.hpp"
 #include "stoch/core/matrix.hpp"
 
 namespace stoch {
@@ -37,6 +38,30 @@ struct Parameter {
         trainable(trainable_) {}
 };
 
+namespace internal {
+
+/// Multiplies each unit's incoming weight vector of `p.value` (row or column, per `p.fan_in`) by
+/// `factor(its norm)`; vectors whose factor is 1 are left bit-for-bit as they are. `scale` is a buffer for the
+/// row norms (rows are strided in column-major storage: all of them are computed in one column-wise pass).
+/// Shared by the max-norm projection (App. A.4) and set_unit_norms.
+template <class T, class Factor>
+void scale_units(Parameter<T>& p, Vector<T>& scale, Factor factor) {
+  Matrix<T>& w = p.value;
+  if (p.fan_in == FanIn::columns) {
+    for (Index j = 0; j < w.cols(); ++j) {
+      const T f = factor(w.col(j).norm());
+      if (f != T(1)) w.col(j) *= f;
+    }
+    return;
+  }
+  scale.resize(w.rows());  // no-op once sized
+  scale.noalias() = w.rowwise().norm();
+  for (Index i = 0; i < scale.size(); ++i) scale[i] = factor(scale[i]);
+  w.array().colwise() *= scale.array();
+}
+
+}  // namespace internal
+
 /// What `parameters()` returns: non-owning pointers, valid while the layer lives and is not moved.
 template <class T>
 using ParameterList = std::vector<Parameter<T>*>;
@@ -58,6 +83,16 @@ template <class T>
 void set_max_norm(const ParameterList<T>& list, T bound) {
   for (Parameter<T>* p : list)
     if (p->trainable && p->value.cols() > 1 && p->value.rows() > 1) p->max_norm = bound;
+}
+
+/// Sets every unit's incoming weight vector of `p` (row or column, per `p.fan_in`) to Euclidean norm `norm`,
+/// keeping its direction: e.g. a layer drawn Glorot-uniform whose units should start at the max-norm bound.
+/// All-zero vectors stay zero (they have no direction).
+template <class T>
+void set_unit_norms(Parameter<T>& p, T norm) {
+  internal::check_non_negative(("set_unit_norms: '" + p.name + "': norm").c_str(), norm);
+  Vector<T> scale;
+  internal::scale_units(p, scale, [norm](T n) { return n > T(0) ? norm / n : T(1); });
 }
 
 }  // namespace stoch

@@ -106,19 +106,7 @@ class Sgd {
 
   /// App. A.4: every unit's incoming weight vector is projected back onto the ball of radius `bound`.
   static void apply_max_norm(Parameter<T>& p, T bound, Vector<T>& scale) {
-    Matrix<T>& w = p.value;
-    if (p.fan_in == FanIn::columns) {
-      for (Index j = 0; j < w.cols(); ++j) {
-        const T norm = w.col(j).norm();
-        if (norm > bound) w.col(j) *= bound / norm;
-      }
-      return;
-    }
-    // Rows are strided in column-major storage: compute all row norms in one column-wise pass, then scale.
-    scale.resize(w.rows());  // no-op once sized
-    scale.noalias() = w.rowwise().norm();
-    for (Index i = 0; i < scale.size(); ++i) scale[i] = scale[i] > bound ? bound / scale[i] : T(1);
-    w.array().colwise() *= scale.array();
+    internal::scale_units(p, scale, [bound](T norm) { return norm > bound ? bound / norm : T(1); });
   }
 
   ParameterList<T> params_;

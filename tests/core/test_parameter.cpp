@@ -1,0 +1,46 @@
+// Tests for include/stoch/core/parameter.hpp: set_unit_norms (the gate layer's initial norm in the MNIST
+// example) on both storage orders, and its bad input.
+#include "stoch/core/parameter.hpp"
+
+#include <cmath>
+
+#include "support/catch.hpp"
+#include "support/gradient_check.hpp"
+
+using namespace stoch;
+
+TEMPLATE_TEST_CASE("set_unit_norms gives every unit the norm and keeps its direction", "[parameter]", float, double) {
+  using T = TestType;
+  for (const FanIn fan_in : {FanIn::rows, FanIn::columns}) {
+    Parameter<T> p("w", 7, 5);
+    p.fan_in = fan_in;
+    p.value = test::random_matrix<T>(7, 5, 11);
+    const bool by_rows = fan_in == FanIn::rows;
+    if (by_rows)  // one unit with no direction
+      p.value.row(3).setZero();
+    else
+      p.value.col(2).setZero();
+    const Matrix<T> before = p.value;
+    set_unit_norms(p, T(2));
+    const Index units = by_rows ? p.value.rows() : p.value.cols();
+    for (Index u = 0; u < units; ++u) {
+      const auto old_unit = by_rows ? Vector<T>(before.row(u).transpose()) : Vector<T>(before.col(u));
+      const auto new_unit = by_rows ? Vector<T>(p.value.row(u).transpose()) : Vector<T>(p.value.col(u));
+      if (old_unit.norm() == T(0)) {
+        CHECK(new_unit.norm() == T(0));  // no direction: stays zero, no NaN
+        continue;
+      }
+      CHECK(new_unit.norm() == Approx(2).epsilon(1e-5));
+      // Same direction: new = (2 / |old|) old.
+      CHECK((new_unit - old_unit * (T(2) / old_unit.norm())).norm() <= T(1e-5));
+    }
+  }
+}
+
+TEST_CASE("set_unit_norms refuses a negative or NaN norm, naming the parameter", "[parameter]") {
+  Parameter<double> p("gater.gate.W", 3, 4);
+  p.value.setOnes();
+  REQUIRE_THROWS_MESSAGE(set_unit_norms(p, -1.0), "'gater.gate.W': norm must be >= 0");
+  REQUIRE_THROWS_MESSAGE(set_unit_norms(p, std::nan("")), "norm must be >= 0");
+  CHECK(p.value == Matrix<double>::Ones(3, 4));  // untouched
+}
