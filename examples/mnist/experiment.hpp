@@ -62,6 +62,9 @@ struct Settings {
   /// The gate layer's initial weights: every unit's incoming weights (Glorot-uniform direction) rescaled to
   /// this norm (README.md, "Choices"); 0 keeps the Glorot-uniform draw.
   double gate_init_norm = 2.0;
+  /// Straight-through's own initial gate norm, chosen on validation (README.md, "Choices"): rows of norm 4
+  /// give its gate pre-activations the spread that makes the gates decisive (App. A.2).
+  double st_gate_init_norm = 4.0;
   int eval_samples = 10;          ///< K of the "mean over K samples" test-time rule
   int timing_repeats = 3;         ///< evaluation timings: best of this many passes over the test set
   std::filesystem::path out;      ///< checkpoints and results

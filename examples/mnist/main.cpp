@@ -157,7 +157,10 @@ int main(int argc, char** argv) {
   app.add_option("--sbn-max-norm", settings.sbn_max_norm, "maximum norm of the SBN variant (App. A.4: 2)")
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--gate-init-norm", settings.gate_init_norm,
-                 "initial norm of every gate unit's incoming weights (0: as drawn, Glorot-uniform)")
+                 "initial norm of every gate unit's incoming weights (0: as drawn, Glorot-uniform), but for ST")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--st-gate-init-norm", settings.st_gate_init_norm,
+                 "initial norm of the straight-through variant's gate units (0: as drawn)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--kl-strength", settings.kl_strength, "lambda of the KL sparsity penalty (Eq. 14); 0: default")
       ->check(CLI::NonNegativeNumber);
