@@ -59,11 +59,11 @@ struct Settings {
   double max_norm = 2.0;
   double st_max_norm = 4.0;
   double sbn_max_norm = 4.0;
-  /// The gate layer's initial weights: every unit's incoming weights (Glorot-uniform direction) rescaled to
-  /// this norm (README.md, "Choices"); 0 keeps the Glorot-uniform draw.
+  /// The gate layer's initial weights, for every variant but straight-through: every unit's incoming weights
+  /// (Glorot-uniform direction) rescaled to this norm (README.md, "Choices"); 0 keeps the Glorot-uniform draw.
   double gate_init_norm = 2.0;
   /// Straight-through's own initial gate norm, chosen on validation (README.md, "Choices"): rows of norm 4
-  /// give its gate pre-activations the spread that makes the gates decisive (App. A.2).
+  /// spread its gate pre-activations wider, and its gates end up more decisive (App. A.2) than with 2.
   double st_gate_init_norm = 4.0;
   int eval_samples = 10;          ///< K of the "mean over K samples" test-time rule
   int timing_repeats = 3;         ///< evaluation timings: best of this many passes over the test set

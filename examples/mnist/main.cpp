@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
                  "initial norm of every gate unit's incoming weights (0: as drawn, Glorot-uniform), but for ST")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--st-gate-init-norm", settings.st_gate_init_norm,
-                 "initial norm of the straight-through variant's gate units (0: as drawn)")
+                 "initial norm of the straight-through gate units (0: as drawn; default chosen on validation)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--kl-strength", settings.kl_strength, "lambda of the KL sparsity penalty (Eq. 14); 0: default")
       ->check(CLI::NonNegativeNumber);

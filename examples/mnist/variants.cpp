@@ -62,7 +62,7 @@ TrainedVariant train(const VariantSpec& spec, const Settings& s, VariantConfig c
                           {"batch", std::to_string(s.batch)}});
   if (s.learning_rate_decay != 1)  // (only when used: keeps the checkpoints of constant-rate runs resumable)
     config.settings.insert(config.settings.begin() + 2, {"learning_rate_decay_per_epoch", str(s.learning_rate_decay)});
-  if (!config.gate_init_norm) config.gate_init_norm = s.gate_init_norm;  // nor its own initial norm
+  if (!config.gate_init_norm) config.gate_init_norm = s.gate_init_norm;  // nor its own initial norm (ST does)
   if (*config.gate_init_norm > 0) config.settings.push_back({"gate_init_norm", str(*config.gate_init_norm)});
   // Heap-allocated: the network holds large buffers, and must not move once the optimiser has pointers into it.
   auto trainer = std::make_shared<Trainer<G>>(spec, s, std::move(config), std::move(gate), data, progress);
