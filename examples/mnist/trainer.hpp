@@ -34,9 +34,8 @@ struct VariantConfig {
   Index units = 2000;                      ///< gate units = expert units (200 for the sigmoid baselines)
   double gater_learning_rate_scale = 1.0;  ///< App. A.4: 0.01 for SBN (0.001 vs 0.1)
   double momentum = 0.0;                   ///< App. A.4: momentum for STS only
-  double max_norm = 0.0;                   ///< bound on every unit's incoming weight norm; 0: Settings::max_norm
-  /// Initial norm of every gate unit's incoming weights (0: the Glorot draw); empty: Settings::gate_init_norm.
-  std::optional<double> gate_init_norm;
+  double max_norm = 0.0;                   ///< bound on every unit's incoming weight norm
+  double gate_init_norm = 0.0;             ///< initial norm of every gate unit's incoming weights; 0: Glorot draw
   T gate_bias = 0;                         ///< initial bias of the gate pre-activations (gater.gate.b)
   bool calibrate = false;                  ///< App. A.3: threshold calibrated to the target density on valid
   T half_threshold = 0;                    ///< the threshold meaning "P(gate open) > 0.5" (the p > 0.5 rule)
@@ -80,8 +79,8 @@ class Trainer {
         sgd_(net_.parameters(), {.learning_rate = static_cast<T>(settings.learning_rate),
                                  .momentum = static_cast<T>(config_.momentum)}) {
     layer().gater().template get<2>().bias().value.setConstant(config_.gate_bias);
-    if (*config_.gate_init_norm > 0)  // every gate unit starts at this norm (README.md, "Choices")
-      stoch::set_unit_norms(layer().gater().template get<2>().weight(), static_cast<T>(*config_.gate_init_norm));
+    if (config_.gate_init_norm > 0)  // every gate unit starts at this norm (README.md, "Choices")
+      stoch::set_unit_norms(layer().gater().template get<2>().weight(), static_cast<T>(config_.gate_init_norm));
     stoch::set_max_norm(net_.parameters(), static_cast<T>(config_.max_norm));
     stoch::set_learning_rate_scale(layer().gater().parameters(), static_cast<T>(config_.gater_learning_rate_scale));
     for (stoch::Parameter<T>* p : net_.parameters()) {

@@ -52,7 +52,6 @@ double standard_normal_cdf(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0
 template <class G>
 TrainedVariant train(const VariantSpec& spec, const Settings& s, VariantConfig config, G gate,
                     const stoch::Mnist<T>& data, const Progress& progress) {
-  if (config.max_norm == 0) config.max_norm = s.max_norm;  // the variant did not choose its own bound
   config.settings.insert(config.settings.begin(),
                          {{"units", std::to_string(config.units)},
                           {"learning_rate", str(s.learning_rate)},
@@ -62,8 +61,7 @@ TrainedVariant train(const VariantSpec& spec, const Settings& s, VariantConfig c
                           {"batch", std::to_string(s.batch)}});
   if (s.learning_rate_decay != 1)  // (only when used: keeps the checkpoints of constant-rate runs resumable)
     config.settings.insert(config.settings.begin() + 2, {"learning_rate_decay_per_epoch", str(s.learning_rate_decay)});
-  if (!config.gate_init_norm) config.gate_init_norm = s.gate_init_norm;  // nor its own initial norm (ST does)
-  if (*config.gate_init_norm > 0) config.settings.push_back({"gate_init_norm", str(*config.gate_init_norm)});
+  if (config.gate_init_norm > 0) config.settings.push_back({"gate_init_norm", str(config.gate_init_norm)});
   // Heap-allocated: the network holds large buffers, and must not move once the optimiser has pointers into it.
   auto trainer = std::make_shared<Trainer<G>>(spec, s, std::move(config), std::move(gate), data, progress);
   VariantResult result = trainer->run();
@@ -73,6 +71,14 @@ TrainedVariant train(const VariantSpec& spec, const Settings& s, VariantConfig c
 stoch::AdaptiveL1<T> adaptive_l1(const Settings& s) {
   return stoch::AdaptiveL1<T>(static_cast<T>(s.target_density), static_cast<T>(kL1StartLambda),
                               static_cast<T>(kL1AdaptFactor), static_cast<T>(kL1Band), "l1.lambda");
+}
+
+/// What every variant starts from: the shared bounds of Settings, which ST and SBN then replace with their own.
+VariantConfig shared_config(const Settings& s) {
+  VariantConfig config;
+  config.max_norm = s.max_norm;
+  config.gate_init_norm = s.gate_init_norm;
+  return config;
 }
 
 stoch::KlSparsity<T> kl(const Settings& s) {
@@ -87,7 +93,7 @@ TrainedVariant rectifier(const VariantSpec& spec, const Settings& s, const stoch
   options.l1 = adaptive_l1(s);
   if (s.firing_rate > 0)  // Sec. 2.1: push up the offset of units firing less than the target
     options.firing_rate = stoch::FiringRateControl<T>{.target = static_cast<T>(s.firing_rate)};
-  VariantConfig config;
+  VariantConfig config = shared_config(s);
   config.units = kUnits;
   config.calibrate = noise > 0;  // App. A.3 thresholds for the stochastic gates; the baseline keeps max(0, .)
   config.half_threshold = 0;     // P(a + c + z > 0) > 1/2  <=>  a + c > 0 (symmetric noise)
@@ -103,7 +109,7 @@ TrainedVariant rectifier(const VariantSpec& spec, const Settings& s, const stoch
 /// Sigmoid gates start at the KL target: p = sigm(b + E[noise]) = s, so the sparsity penalty does not
 /// have to pull 2000 units down from p = 1/2 first (the SBN gater learns 100 times slower than the others).
 VariantConfig sigmoid_gate_config(const Settings& s, double noise_mean = 0) {
-  VariantConfig config;
+  VariantConfig config = shared_config(s);
   config.units = kUnits;
   config.gate_bias = static_cast<T>(stoch::logit(s.target_density) - noise_mean);
   config.calibrate = true;
@@ -116,7 +122,7 @@ VariantConfig sigmoid_gate_config(const Settings& s, double noise_mean = 0) {
 
 TrainedVariant sigmoid_baseline(const VariantSpec& spec, const Settings& s, const stoch::Mnist<T>& data,
                                const Progress& progress, double noise) {
-  VariantConfig config;
+  VariantConfig config = shared_config(s);
   config.units = kBaselineUnits;
   config.probability = [](double h) { return h; };
   config.settings = {{"noise_std", str(noise)}, {"sparsity", "none"}};
