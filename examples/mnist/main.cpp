@@ -137,6 +137,9 @@ int main(int argc, char** argv) {
   app.add_option("--learning-rate-decay", settings.learning_rate_decay,
                  "multiply the learning rate by this after every epoch (1: constant)")
       ->check(CLI::Range(0.5, 1.0))->capture_default_str();
+  app.add_option("--average-decay", settings.average_decay,
+                 "evaluate the moving average of the parameters, decay D per step (0: the last iterate)")
+      ->check(CLI::Range(0.0, 0.999999))->capture_default_str();
   app.add_option("--sbn-gater-learning-rate", settings.sbn_gater_learning_rate,
                  "learning rate of the SBN variant's gater (App. A.4: 0.001; default chosen on validation)")
       ->check(CLI::PositiveNumber)->capture_default_str();

@@ -20,6 +20,7 @@
 #include <stoch/layers/linear.hpp>
 #include <stoch/layers/softmax_cross_entropy.hpp>
 #include <stoch/layers/tanh.hpp>
+#include <stoch/optim/parameter_average.hpp>
 #include <stoch/optim/sgd.hpp>
 
 #include "experiment.hpp"
@@ -90,6 +91,7 @@ class Trainer {
       copy.trainable = false;
       best_.push_back(std::move(copy));
     }
+    if (s_.average_decay > 0) average_.emplace(net_.parameters(), static_cast<T>(s_.average_decay));
     xb_.resize(stoch::kMnistPixels, s_.batch);
     yb_.resize(static_cast<std::size_t>(s_.batch));
   }
@@ -101,12 +103,17 @@ class Trainer {
       EpochRecord record;
       record.epoch = epoch;
       train_epoch(record);
-      validate(record);
-      curve_.push_back(record);
-      if (best_epoch_ == 0 || record.valid_error < curve_[static_cast<std::size_t>(best_epoch_ - 1)].valid_error) {
-        best_epoch_ = epoch;
-        auto params = net_.parameters();
-        for (std::size_t k = 0; k < params.size(); ++k) best_[k].value = params[k]->value;
+      {
+        // Validation, and the copy kept for early stopping, see the parameters that are evaluated: the
+        // averaged ones when --average-decay is set; the checkpoint keeps the trained ones.
+        const stoch::ScopedAverage<T> evaluated(average_ ? &*average_ : nullptr);
+        validate(record);
+        curve_.push_back(record);
+        if (best_epoch_ == 0 || record.valid_error < curve_[static_cast<std::size_t>(best_epoch_ - 1)].valid_error) {
+          best_epoch_ = epoch;
+          auto params = net_.parameters();
+          for (std::size_t k = 0; k < params.size(); ++k) best_[k].value = params[k]->value;
+        }
       }
       save(checkpoint);
       progress_.line(epoch_line(record));
@@ -181,6 +188,7 @@ class Trainer {
       units_sum += layer().active_unit_fraction();
       net_.backward(loss_.backward(), ctx);
       sgd_.step();
+      if (average_) average_->update();
       loss_sum += loss;
       const auto now = Clock::now();
       if (now - last_status > std::chrono::milliseconds(500)) {
@@ -371,6 +379,8 @@ class Trainer {
   stoch::ParameterList<T> checkpoint_list() {
     stoch::ParameterList<T> list = net_.parameters();
     for (stoch::Parameter<T>& p : best_) list.push_back(&p);
+    if (average_)
+      for (stoch::Parameter<T>* p : average_->state()) list.push_back(p);
     return list;
   }
 
@@ -385,6 +395,7 @@ class Trainer {
     ints["epoch"] = curve_.size();
     ints["best_epoch"] = static_cast<std::uint64_t>(best_epoch_);
     ints["rng.position"] = train_rng_.position();
+    if (average_) ints["average.steps"] = average_->steps();
     ints["settings"] = settings_hash();
     for (std::size_t k = 0; k < curve_.size(); ++k) write_record(curve_[k], k, options.metadata);
     stoch::save_model(path, checkpoint_list(), options);
@@ -403,6 +414,7 @@ class Trainer {
                             "hyper-parameters; use another --out or drop --resume");
     stoch::load_model(path, checkpoint_list());
     train_rng_.set_position(get("rng.position"));
+    if (average_) average_->set_steps(get("average.steps"));
     best_epoch_ = static_cast<int>(get("best_epoch"));
     curve_.clear();
     for (std::size_t k = 0; k < get("epoch"); ++k) curve_.push_back(read_record(k, meta));
@@ -495,6 +507,7 @@ class Trainer {
   stoch::Generator init_rng_, train_rng_;
   Net<G> net_;
   stoch::Sgd<T> sgd_;
+  std::optional<stoch::ParameterAverage<T>> average_;  ///< --average-decay: what validation and test evaluate
   stoch::SoftmaxCrossEntropy<T> loss_{10}, eval_loss_{10};
   std::vector<stoch::Parameter<T>> best_;
   std::vector<EpochRecord> curve_;

@@ -32,6 +32,7 @@
 #include "stoch/layers/sigmoid.hpp"
 #include "stoch/layers/softmax_cross_entropy.hpp"
 #include "stoch/layers/tanh.hpp"
+#include "stoch/optim/parameter_average.hpp"
 #include "stoch/optim/sgd.hpp"
 #include "stoch/regularizers/kl_sparsity.hpp"
 #include "stoch/regularizers/l1_sparsity.hpp"

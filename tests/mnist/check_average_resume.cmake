@@ -1,0 +1,37 @@
+# cmake -DMNIST=<binary> -DOUT=<dir> -P check_average_resume.cmake
+# --average-decay evaluates the moving average of the parameters (stoch::ParameterAverage), and a run resumed
+# from its checkpoint gives the numbers of an uninterrupted one: the averages and their step count are part of
+# the checkpoint. Prints "SKIPPED: MNIST data not found" when `mnist` exits with 77.
+include(${CMAKE_CURRENT_LIST_DIR}/run_mnist.cmake)
+set(common --variants sbn --train-limit 640 --eval-samples 1 --timing-repeats 1 --threads 1 --average-decay 0.99)
+set(base ${OUT})
+
+set(OUT ${base}/uninterrupted)
+run_mnist_expecting_success(${common} --epochs 2)
+file(READ ${OUT}/results.json uninterrupted)
+
+set(OUT ${base}/resumed)
+run_mnist_expecting_success(${common} --epochs 1)
+# A second run into the same directory with --resume (run_mnist would empty it first).
+execute_process(COMMAND ${MNIST} ${common} --epochs 2 --resume --out ${OUT} RESULT_VARIABLE status
+                OUTPUT_VARIABLE output ERROR_VARIABLE output)
+message("${output}")
+if(NOT status EQUAL 0 OR NOT output MATCHES "resumed after epoch 1")
+  message(FATAL_ERROR "mnist --resume exited with ${status} or did not resume after epoch 1")
+endif()
+file(READ ${OUT}/results.json resumed)
+
+string(JSON decay GET "${uninterrupted}" variants 0 settings average_decay_per_step)
+if(NOT decay STREQUAL "0.99")
+  message(FATAL_ERROR "results.json: settings.average_decay_per_step is '${decay}', expected 0.99")
+endif()
+foreach(path "test_error" "valid_error" "curve 0 valid_error" "curve 1 valid_error" "curve 1 valid_error_stochastic"
+        "curve 1 threshold" "curve 1 train_criterion")
+  string(REPLACE " " ";" keys "${path}")
+  string(JSON a GET "${uninterrupted}" variants 0 ${keys})
+  string(JSON b GET "${resumed}" variants 0 ${keys})
+  if(NOT a STREQUAL b)
+    message(FATAL_ERROR "${path}: ${a} uninterrupted but ${b} resumed")
+  endif()
+endforeach()
+message(STATUS "an averaged run resumed after epoch 1 matches the uninterrupted one")
