@@ -43,6 +43,8 @@ struct Settings {
   /// (stoch::ParameterAverage: a window of about 5,000 steps, 3 epochs); 0: the last iterate, as the paper.
   /// Chosen on straight-through's validation error (README.md, "Choices"); training itself is unchanged.
   double average_decay = 0.9998;
+  /// The average samples the parameters every this many steps (the cost of averaging divided by it).
+  int average_every = 16;
   /// SBN gater: App. A.4 gives 0.001 ("100 times smaller"); 0.03 was chosen on the validation set
   /// (README.md, "Choices"), because with 0.001 the gater barely learns in the epoch budget.
   double sbn_gater_learning_rate = 0.03;

@@ -140,6 +140,9 @@ int main(int argc, char** argv) {
   app.add_option("--average-decay", settings.average_decay,
                  "evaluate the moving average of the parameters, decay D per step (0: the last iterate)")
       ->check(CLI::Range(0.0, 0.999999))->capture_default_str();
+  app.add_option("--average-every", settings.average_every,
+                 "the average samples the parameters every K steps (1: every step)")
+      ->check(CLI::Range(1, 1000000))->capture_default_str();
   app.add_option("--sbn-gater-learning-rate", settings.sbn_gater_learning_rate,
                  "learning rate of the SBN variant's gater (App. A.4: 0.001; default chosen on validation)")
       ->check(CLI::PositiveNumber)->capture_default_str();

@@ -91,7 +91,8 @@ class Trainer {
       copy.trainable = false;
       best_.push_back(std::move(copy));
     }
-    if (s_.average_decay > 0) average_.emplace(net_.parameters(), static_cast<T>(s_.average_decay));
+    if (s_.average_decay > 0)
+      average_.emplace(net_.parameters(), static_cast<T>(s_.average_decay), static_cast<std::uint64_t>(s_.average_every));
     xb_.resize(stoch::kMnistPixels, s_.batch);
     yb_.resize(static_cast<std::size_t>(s_.batch));
   }

@@ -62,7 +62,10 @@ TrainedVariant train(const VariantSpec& spec, const Settings& s, VariantConfig c
   if (s.learning_rate_decay != 1)  // (only when used: keeps the checkpoints of constant-rate runs resumable)
     config.settings.insert(config.settings.begin() + 2, {"learning_rate_decay_per_epoch", str(s.learning_rate_decay)});
   if (config.gate_init_norm > 0) config.settings.push_back({"gate_init_norm", str(config.gate_init_norm)});
-  if (s.average_decay > 0) config.settings.push_back({"average_decay_per_step", str(s.average_decay)});
+  if (s.average_decay > 0) {
+    config.settings.push_back({"average_decay_per_step", str(s.average_decay)});
+    config.settings.push_back({"average_every_steps", std::to_string(s.average_every)});
+  }
   // Heap-allocated: the network holds large buffers, and must not move once the optimiser has pointers into it.
   auto trainer = std::make_shared<Trainer<G>>(spec, s, std::move(config), std::move(gate), data, progress);
   VariantResult result = trainer->run();

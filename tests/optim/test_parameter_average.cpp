@@ -43,6 +43,29 @@ TEMPLATE_TEST_CASE("ParameterAverage is the running mean, then an exponential av
   CHECK(reference_average({1, 2, 3, 6, 10}, 0.75) == Approx(4.75));
 }
 
+TEMPLATE_TEST_CASE("ParameterAverage sampling every k-th step averages those samples over the same window",
+                   "[average]", float, double) {
+  using T = TestType;
+  Parameter<T> w("w", 1, 1);
+  // decay 0.5 per step, every 2: r_n = min(0.25, 1 - 1/n) on the values of steps 2, 4, 6, ...
+  ParameterAverage<T> average({&w}, T(0.5), 2);
+  const std::vector<double> iterates = {1, 2, 3, 6, 10, -2, 4, 8};
+  std::vector<double> samples;
+  for (std::size_t t = 1; t <= iterates.size(); ++t) {
+    w.value(0, 0) = static_cast<T>(iterates[t - 1]);
+    average.update();
+    if (t % 2 == 0) samples.push_back(iterates[t - 1]);
+    if (samples.empty()) continue;
+    average.swap_in();
+    CHECK(w.value(0, 0) == Approx(reference_average(samples, 0.25)).epsilon(1e-6));  // unchanged on odd steps
+    average.swap_out();
+  }
+  CHECK(average.every() == 2);
+  // A window of 1 / (1 - 0.5) = 2 steps is one sample: r_2 = min(0.25, 1/2) = 0.25 already.
+  CHECK(reference_average({2, 6}, 0.25) == Approx(0.25 * 2 + 0.75 * 6));
+  CHECK(reference_average({2, 6, -2}, 0.25) == Approx(0.25 * 5 + 0.75 * -2));
+}
+
 TEMPLATE_TEST_CASE("ParameterAverage leaves non-trainable state alone and checkpoints exactly", "[average]",
                    float, double) {
   using T = TestType;
@@ -85,6 +108,7 @@ TEST_CASE("ParameterAverage refuses bad input with a message that names it", "[a
   CHECK_THROWS_WITH(ParameterAverage<float>({&w}, 1.0f), Catch::Contains("decay must be in [0, 1)"));
   CHECK_THROWS_WITH(ParameterAverage<float>({&w}, -0.1f), Catch::Contains("decay"));
   CHECK_THROWS_WITH(ParameterAverage<float>({&w, nullptr}, 0.5f), Catch::Contains("parameter 1 is a null pointer"));
+  CHECK_THROWS_WITH(ParameterAverage<float>({&w}, 0.5f, 0), Catch::Contains("every must be at least 1"));
 
   ParameterAverage<float> average({&w}, 0.5f);
   average.swap_in();

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -15,14 +16,16 @@
 
 namespace stoch {
 
-/// Keeps, for every `trainable` Parameter of the list, the average
+/// Keeps, for every `trainable` Parameter of the list, an average of the values it had at every `every`-th
+/// call of `update()` (call it after each optimiser step): at the n-th such sample,
 ///
-///   average_t = r_t * average_{t-1} + (1 - r_t) * value_t,   r_t = min(decay, 1 - 1 / t)   (t = 1, 2, ...)
+///   average_n = r_n * average_{n-1} + (1 - r_n) * value,   r_n = min(decay^every, 1 - 1 / n)   (n = 1, 2, ...)
 ///
-/// updated by `update()` after each optimiser step. For t <= 1 / (1 - decay) this is the plain mean of all
-/// iterates so far (so the starting point carries no excess weight); after that, an exponential average
-/// over about 1 / (1 - decay) steps. Non-trainable state (thresholds, running baselines, the adaptive L1
-/// lambda) is neither averaged nor touched.
+/// For the first 1 / (1 - decay) steps this is the plain mean of the samples so far (so the starting point
+/// carries no excess weight); after that, an exponential average over about 1 / (1 - decay) steps whatever
+/// `every` is. Sampling every k-th step divides the cost (a pass over all parameters, memory-bound) by k:
+/// with a window of thousands of steps, k = 16 changes the average very little. Non-trainable state
+/// (thresholds, running baselines, the adaptive L1 lambda) is neither averaged nor touched.
 ///
 /// `swap_in()` puts the averages into the parameters (and keeps the trained values aside); `swap_out()`
 /// puts the trained values back. Evaluate between the two; `ScopedAverage` does both. `state()` lists the
@@ -31,10 +34,13 @@ namespace stoch {
 template <class T>
 class ParameterAverage {
  public:
-  /// `decay` in [0, 1): 0 keeps only the last iterate. Throws stoch::Error naming the problem.
-  ParameterAverage(ParameterList<T> params, T decay) : params_(std::move(params)), decay_(decay) {
+  /// `decay` in [0, 1) per step (0 keeps only the last sample); `every` >= 1. Throws stoch::Error naming
+  /// the problem.
+  ParameterAverage(ParameterList<T> params, T decay, std::uint64_t every = 1)
+      : params_(std::move(params)), decay_(decay), every_(every) {
     if (!(decay_ >= T(0) && decay_ < T(1)))
       internal::fail("ParameterAverage: decay must be in [0, 1), got " + std::to_string(decay_));
+    if (every_ < 1) internal::fail("ParameterAverage: every must be at least 1, got 0");
     averages_.reserve(params_.size());
     for (std::size_t k = 0; k < params_.size(); ++k) {
       if (params_[k] == nullptr)
@@ -46,11 +52,13 @@ class ParameterAverage {
     }
   }
 
-  /// Folds the parameters' current values into the averages (call after every optimiser step).
+  /// Counts a step and, every `every` steps, folds the parameters' current values into the averages.
   void update() {
     require_out("update");
     ++steps_;
-    const T keep = std::min(decay_, T(1) - T(1) / static_cast<T>(steps_));
+    if (steps_ % every_ != 0) return;
+    const T samples = static_cast<T>(steps_ / every_);
+    const T keep = std::min(static_cast<T>(std::pow(decay_, static_cast<T>(every_))), T(1) - T(1) / samples);
     for (std::size_t k = 0; k < params_.size(); ++k) {
       if (!params_[k]->trainable) continue;
       check_shape(k);
@@ -84,6 +92,7 @@ class ParameterAverage {
   std::uint64_t steps() const { return steps_; }
   void set_steps(std::uint64_t steps) { steps_ = steps; }
   T decay() const { return decay_; }
+  std::uint64_t every() const { return every_; }
 
  private:
   void require_out(const char* what) const {
@@ -110,6 +119,7 @@ class ParameterAverage {
   ParameterList<T> params_;
   std::vector<Parameter<T>> averages_;
   T decay_;
+  std::uint64_t every_;
   std::uint64_t steps_ = 0;
   bool swapped_ = false;
 };
