@@ -1,6 +1,6 @@
 // The cost of evaluating the moving average of the parameters (stoch::ParameterAverage), per training step,
 // on the parameters of the paper's MNIST network (784 -> gater 400 -> 2000 gates, expert 784 -> 2000,
-// output 2000 -> 10: 2,715,610 floats):
+// output 2000 -> 10: 2,706,010 floats):
 //
 //   BM_ParameterAverage/<every>: one update() call, i.e. one training step's share of the averaging; every
 //   <every>-th call passes over all the parameters (memory-bound), the others only count.
