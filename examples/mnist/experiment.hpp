@@ -109,6 +109,9 @@ struct VariantResult {
   int best_epoch = 0;   ///< epoch whose parameters are reported (lowest deterministic valid error)
   double train_criterion = 0, valid_error = 0, test_error = 0, gate_density = 0;
   double eval_seconds_sparse = 0, eval_seconds_dense = 0, train_seconds = 0;
+  /// The skipping pass with every gate closed (0 for gates that never close): the gater and output layer
+  /// alone, so eval_seconds_dense / eval_seconds_closed bounds the speed-up on the machine that measured it.
+  double eval_seconds_closed = 0;
   stoch::Index units = 0;
   std::vector<EpochRecord> curve;
   std::vector<GateRuleResult> gate_rules;
