@@ -57,6 +57,8 @@ struct Settings {
   double momentum_st = 0;
   /// App. A.4: ST worked best without the sigmoid's derivative; true selects the variant with it.
   bool st_sigmoid_derivative = false;
+  /// Straight-through: pass the KL penalty's gradient on p to a unchanged (no sigm'(a)), like dL/dh.
+  bool st_kl_straight_through = false;
   double kl_strength = 0;         ///< lambda of Eq. 14 (sigmoid gates); 0: the variant's default
   double target_density = 0.1;    ///< App. A.1
   double firing_rate = 0;         ///< Sec. 2.1 firing-rate control of the rectifiers' offsets (0: off)

@@ -155,6 +155,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 0.999))->capture_default_str();
   app.add_flag("--st-sigmoid-derivative", settings.st_sigmoid_derivative,
                "straight-through: multiply dL/dh by sigm'(a) (App. A.4 found it worse)");
+  app.add_flag("--st-kl-straight-through", settings.st_kl_straight_through,
+               "straight-through: pass the KL penalty's gradient on p to a without sigm'(a), like dL/dh");
   app.add_option("--max-norm", settings.max_norm,
                  "maximum norm of every unit's incoming weights (App. A.4: 2), but for ST and SBN")
       ->check(CLI::PositiveNumber)->capture_default_str();

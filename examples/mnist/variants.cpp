@@ -148,8 +148,13 @@ TrainedVariant run_variant(const VariantSpec& spec, const Settings& s, const sto
       config.gate_init_norm = s.st_gate_init_norm;
       config.settings.push_back({"estimator", s.st_sigmoid_derivative ? "dL/da = dL/dh sigm'(a)"
                                                                       : "dL/da = dL/dh (no sigmoid derivative)"});
+      config.settings.push_back({"kl_gradient", s.st_kl_straight_through ? "on p, passed to a unchanged"
+                                                                         : "exact (through sigm'(a))"});
       return train(spec, s, std::move(config),
-                   stoch::StraightThrough<T>(kUnits, {.sigmoid_derivative = s.st_sigmoid_derivative, .kl = kl(s)},
+                   stoch::StraightThrough<T>(kUnits,
+                                             {.sigmoid_derivative = s.st_sigmoid_derivative,
+                                              .kl = kl(s),
+                                              .kl_straight_through = s.st_kl_straight_through},
                                              "gate"),
                    data, progress);
     }

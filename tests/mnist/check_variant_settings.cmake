@@ -1,12 +1,12 @@
 # cmake -DMNIST=<binary> -DOUT=<dir> -P check_variant_settings.cmake
 # The per-variant hyper-parameters reach the variant they name and no other: a straight-through max-norm of 3
 # and a gate initial norm of 2.5 on the command line must appear in straight-through's settings, while SBN keeps
-# its own default max-norm (4) and takes the shared gate initial norm (1.5). Prints "SKIPPED: MNIST data not
-# found" when `mnist` exits with 77.
+# its own default max-norm (4) and takes the shared gate initial norm (1.5); `--st-kl-straight-through` must
+# reach straight-through's KL gradient. Prints "SKIPPED: MNIST data not found" when `mnist` exits with 77.
 include(${CMAKE_CURRENT_LIST_DIR}/run_mnist.cmake)
 run_mnist_expecting_success(--variants straight-through,sbn --epochs 1 --train-limit 640 --eval-samples 1
                             --timing-repeats 1 --threads 1 --st-max-norm 3 --gate-init-norm 1.5
-                            --st-gate-init-norm 2.5)
+                            --st-gate-init-norm 2.5 --st-kl-straight-through)
 file(READ ${OUT}/results.json json)
 string(JSON count LENGTH "${json}" variants)
 if(NOT count EQUAL 2)
@@ -20,6 +20,10 @@ foreach(i RANGE ${last})
   if(name STREQUAL "straight-through")
     set(expected 3)
     set(expected_init 2.5)
+    string(JSON kl_gradient GET "${json}" variants ${i} settings kl_gradient)
+    if(NOT kl_gradient STREQUAL "on p, passed to a unchanged")
+      message(FATAL_ERROR "straight-through: kl_gradient '${kl_gradient}' (expected the straight-through one)")
+    endif()
   elseif(name STREQUAL "sbn")
     set(expected 4)
     set(expected_init 1.5)
@@ -31,4 +35,4 @@ foreach(i RANGE ${last})
                         "(expected ${expected_init})")
   endif()
 endforeach()
-message(STATUS "per-variant max-norms and gate initial norms reach their variants")
+message(STATUS "per-variant max-norms, gate initial norms and the KL gradient reach their variants")

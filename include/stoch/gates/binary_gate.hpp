@@ -91,6 +91,10 @@ class GateBase : public Elementwise<Derived, T> {
   void add_kl_gradient(const Matrix<T>& p, Matrix<T>& da) const {
     if (kl_) kl_->add_gradient_wrt_pre_activation(p, da);
   }
+  /// Adds d(Eq. 14)/dp to da, i.e. the penalty's gradient taken straight through the sigmoid (dp/da := 1).
+  void add_kl_gradient_straight_through(const Matrix<T>& p, Matrix<T>& da) const {
+    if (kl_) kl_->add_gradient_wrt_activation(p, da);
+  }
   /// Eq. 14's value on p, or 0 without the penalty.
   T kl_value(const Matrix<T>& p) const { return kl_ && p.cols() > 0 ? kl_->value(p) : T(0); }
 
