@@ -151,7 +151,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--sts-momentum", settings.momentum_sts, "momentum of the STS variant")
       ->check(CLI::Range(0.0, 0.999))->capture_default_str();
-  app.add_option("--st-momentum", settings.momentum_st, "momentum of the straight-through variant (default: none)")
+  app.add_option("--st-momentum", settings.momentum_st, "momentum of the straight-through variant (0: none)")
       ->check(CLI::Range(0.0, 0.999))->capture_default_str();
   app.add_flag("--st-sigmoid-derivative", settings.st_sigmoid_derivative,
                "straight-through: multiply dL/dh by sigm'(a) (App. A.4 found it worse)");
