@@ -35,7 +35,7 @@ using stoch::Matrix;
 struct VariantConfig {
   Index units = 2000;                      ///< gate units = expert units (200 for the sigmoid baselines)
   double gater_learning_rate_scale = 1.0;  ///< App. A.4: 0.01 for SBN (0.001 vs 0.1)
-  double momentum = 0.0;                   ///< App. A.4: momentum for STS only
+  double momentum = 0.0;                   ///< App. A.4: momentum for STS (ours: straight-through too)
   double max_norm = 0.0;                   ///< bound on every unit's incoming weight norm
   double gate_init_norm = 0.0;             ///< initial norm of every gate unit's incoming weights; 0: Glorot draw
   T gate_bias = 0;                         ///< initial bias of the gate pre-activations (gater.gate.b)
