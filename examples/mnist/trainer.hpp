@@ -437,13 +437,12 @@ class Trainer {
     progress_.line(spec_.name + ": resumed after epoch " + std::to_string(curve_.size()) + " from " + path.string());
   }
 
-  /// A hash of the hyper-parameters that change the trajectory, so a resume with other ones is refused
-  /// (the variant's own ones, the decay and the gater rates among them, come with config_.settings).
+  /// A hash of the hyper-parameters that change this variant's trajectory, so a resume with other ones is
+  /// refused. Only this variant's own: config_.settings holds the values it runs with (rates, momentum,
+  /// max-norm, sparsity strength, decay, averaging), so an option read by other variants only (such as
+  /// --sts-momentum, or --max-norm for straight-through) leaves its checkpoints resumable.
   std::uint64_t settings_hash() const {
-    std::string text = std::to_string(s_.batch) + "|" + std::to_string(s_.learning_rate) + "|" +
-                       std::to_string(s_.momentum_sts) + "|" + std::to_string(s_.kl_strength) + "|" +
-                       std::to_string(s_.target_density) + "|" + std::to_string(s_.max_norm) + "|" +
-                       std::to_string(s_.eval_batch) + "|" + std::to_string(s_.firing_rate);
+    std::string text = std::to_string(s_.target_density) + "|" + std::to_string(s_.eval_batch);
     for (const auto& [k, v] : config_.settings) text += "|" + k + "=" + v;
     std::uint64_t h = 0xcbf29ce484222325ULL;
     for (const unsigned char c : text) h = (h ^ c) * 0x100000001b3ULL;
