@@ -3,7 +3,7 @@
 # and a gate initial norm of 2.5 on the command line must appear in straight-through's settings, while SBN keeps
 # its own default max-norm (4) and takes the shared gate initial norm (1.5); `--st-kl-straight-through` must
 # reach straight-through's KL gradient; straight-through's default momentum (0.7) must not reach SBN (0, App. A.4:
-# momentum hurt SBN). Prints "SKIPPED: MNIST data not found" when `mnist` exits with 77.
+# momentum hurt SBN), nor SBN's default KL strength (0.03) straight-through (0.01). Prints "SKIPPED: MNIST data not found" when `mnist` exits with 77.
 include(${CMAKE_CURRENT_LIST_DIR}/run_mnist.cmake)
 run_mnist_expecting_success(--variants straight-through,sbn --epochs 1 --train-limit 640 --eval-samples 1
                             --timing-repeats 1 --threads 1 --st-max-norm 3 --gate-init-norm 1.5
@@ -19,10 +19,12 @@ foreach(i RANGE ${last})
   string(JSON max_norm GET "${json}" variants ${i} settings max_norm)
   string(JSON init_norm GET "${json}" variants ${i} settings gate_init_norm)
   string(JSON momentum GET "${json}" variants ${i} settings momentum)
+  string(JSON sparsity GET "${json}" variants ${i} settings sparsity)
   if(name STREQUAL "straight-through")
     set(expected 3)
     set(expected_init 2.5)
     set(expected_momentum 0.7)
+    set(expected_sparsity "KL (Eq. 14), lambda 0.01")
     string(JSON kl_gradient GET "${json}" variants ${i} settings kl_gradient)
     if(NOT kl_gradient STREQUAL "on p, passed to a unchanged")
       message(FATAL_ERROR "straight-through: kl_gradient '${kl_gradient}' (expected the straight-through one)")
@@ -31,12 +33,15 @@ foreach(i RANGE ${last})
     set(expected 4)
     set(expected_init 1.5)
     set(expected_momentum 0)
+    set(expected_sparsity "KL (Eq. 14), lambda 0.03")
   else()
     message(FATAL_ERROR "results.json: unexpected variant ${name}")
   endif()
-  if(NOT max_norm STREQUAL expected OR NOT init_norm STREQUAL expected_init OR NOT momentum STREQUAL expected_momentum)
+  if(NOT max_norm STREQUAL expected OR NOT init_norm STREQUAL expected_init OR NOT momentum STREQUAL expected_momentum
+     OR NOT sparsity STREQUAL expected_sparsity)
     message(FATAL_ERROR "${name}: max_norm ${max_norm} (expected ${expected}), gate_init_norm ${init_norm} "
-                        "(expected ${expected_init}), momentum ${momentum} (expected ${expected_momentum})")
+                        "(expected ${expected_init}), momentum ${momentum} (expected ${expected_momentum}), "
+                        "sparsity '${sparsity}' (expected '${expected_sparsity}')")
   endif()
 endforeach()
-message(STATUS "per-variant max-norms, gate initial norms, momenta and the KL gradient reach their variants")
+message(STATUS "per-variant max-norms, gate initial norms, momenta, KL strengths and the KL gradient reach their variants")
