@@ -14,7 +14,8 @@ file(READ ${OUT}/results.json uninterrupted)
 
 set(OUT ${base}/resumed)
 run_mnist_expecting_success(${common} --epochs 1)
-# A resume with another variant's hyper-parameters is refused, and leaves the checkpoint as it was.
+# A resume with another value of one of the variant's own hyper-parameters is refused, and leaves the checkpoint
+# as it was (the next resume continues from it).
 execute_process(COMMAND ${MNIST} ${common} --epochs 2 --resume --sbn-max-norm 3 --out ${OUT}
                 RESULT_VARIABLE status OUTPUT_VARIABLE output ERROR_VARIABLE output)
 message("${output}")

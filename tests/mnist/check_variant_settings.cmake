@@ -3,7 +3,8 @@
 # and a gate initial norm of 2.5 on the command line must appear in straight-through's settings, while SBN keeps
 # its own default max-norm (4) and takes the shared gate initial norm (1.5); `--st-kl-straight-through` must
 # reach straight-through's KL gradient; straight-through's default momentum (0.7) must not reach SBN (0, App. A.4:
-# momentum hurt SBN), nor SBN's default KL strength (0.03) straight-through (0.01). Prints "SKIPPED: MNIST data not found" when `mnist` exits with 77.
+# momentum hurt SBN), nor SBN's default KL strength (0.03) straight-through (0.01). Prints "SKIPPED: MNIST data
+# not found" when `mnist` exits with 77.
 include(${CMAKE_CURRENT_LIST_DIR}/run_mnist.cmake)
 run_mnist_expecting_success(--variants straight-through,sbn --epochs 1 --train-limit 640 --eval-samples 1
                             --timing-repeats 1 --threads 1 --st-max-norm 3 --gate-init-norm 1.5
