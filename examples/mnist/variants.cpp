@@ -32,7 +32,8 @@ const std::vector<VariantSpec>& all_variants() {
 
 namespace {
 
-// Choices where the paper is silent (README.md, "Choices"): the same for every variant they apply to.
+// Choices where the paper is silent (README.md, "Choices"): the same for every variant they apply to, unless
+// validation chose otherwise (named per variant).
 constexpr double kDefaultKlStrength = 0.01;   // lambda of Eq. 14 for the sigmoid gates ST and STS
 constexpr double kSbnKlStrength = 0.03;       // ... and for SBN, chosen on its validation error (README.md)
 constexpr double kL1StartLambda = 1e-3;      // adaptive L1 (Eq. 15): start value, x1.01 per batch
@@ -143,7 +144,8 @@ TrainedVariant run_variant(const VariantSpec& spec, const Settings& s, const sto
   switch (spec.id) {
     case 0: return rectifier(spec, s, data, progress, 1.0);
     case 1: {
-      VariantConfig config = sigmoid_gate_config(s, kl(s));
+      const stoch::KlSparsity<T> sparsity = kl(s);
+      VariantConfig config = sigmoid_gate_config(s, sparsity);
       config.gater_learning_rate_scale = s.st_gater_learning_rate / s.learning_rate;
       config.momentum = s.momentum_st;
       config.max_norm = s.st_max_norm;
@@ -155,20 +157,21 @@ TrainedVariant run_variant(const VariantSpec& spec, const Settings& s, const sto
       return train(spec, s, std::move(config),
                    stoch::StraightThrough<T>(kUnits,
                                              {.sigmoid_derivative = s.st_sigmoid_derivative,
-                                              .kl = kl(s),
+                                              .kl = sparsity,
                                               .kl_straight_through = s.st_kl_straight_through},
                                              "gate"),
                    data, progress);
     }
     case 2: {
       const stoch::BetaNoise<T> beta{.beta = kBetaNoiseBeta, .target = static_cast<T>(s.target_density)};
-      VariantConfig config = sigmoid_gate_config(s, kl(s), beta.mean());
+      const stoch::KlSparsity<T> sparsity = kl(s);
+      VariantConfig config = sigmoid_gate_config(s, sparsity, beta.mean());
       config.momentum = s.momentum_sts;
       config.probability = [](double score) { return score * score; };  // score = sqrt(p)
       config.settings.push_back({"beta_noise", "beta " + str(kBetaNoiseBeta) + ", mode at the target"});
       stoch::StochasticTimesSmoothOptions<T> options;
       options.beta_noise = beta;
-      options.kl = kl(s);
+      options.kl = sparsity;
       return train(spec, s, std::move(config), stoch::StochasticTimesSmooth<T>(kUnits, options, "gate"), data,
                    progress);
     }
