@@ -3,7 +3,7 @@
 # and a gate initial norm of 2.5 on the command line must appear in straight-through's settings, while SBN keeps
 # its own default max-norm (4) and takes the shared gate initial norm (1.5); `--st-kl-straight-through` must
 # reach straight-through's KL gradient; straight-through's default momentum (0.7) must not reach SBN (0, App. A.4:
-# momentum hurt SBN), nor SBN's default KL strength (0.03) straight-through (0.01). Prints "SKIPPED: MNIST data
+# momentum hurt SBN), nor SBN's default KL strength (0.03) straight-through (0.003). Prints "SKIPPED: MNIST data
 # not found" when `mnist` exits with 77.
 include(${CMAKE_CURRENT_LIST_DIR}/run_mnist.cmake)
 run_mnist_expecting_success(--variants straight-through,sbn --epochs 1 --train-limit 640 --eval-samples 1
@@ -25,7 +25,7 @@ foreach(i RANGE ${last})
     set(expected 3)
     set(expected_init 2.5)
     set(expected_momentum 0.7)
-    set(expected_sparsity "KL (Eq. 14), lambda 0.01")
+    set(expected_sparsity "KL (Eq. 14), lambda 0.003")
     string(JSON kl_gradient GET "${json}" variants ${i} settings kl_gradient)
     if(NOT kl_gradient STREQUAL "on p, passed to a unchanged")
       message(FATAL_ERROR "straight-through: kl_gradient '${kl_gradient}' (expected the straight-through one)")
