@@ -172,7 +172,7 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--kl-strength", settings.kl_strength,
                  "lambda of the KL sparsity penalty (Eq. 14) of every sigmoid gate; 0: each variant's default "
-                 "(0.01; 0.003 for straight-through, 0.03 for SBN)")
+                 "(0.01 for STS, 0.003 for straight-through, 0.03 for SBN)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--rectifier-firing-rate", settings.firing_rate,
                  "rectifiers: raise the offset of units firing less often than this (Sec. 2.1); 0: off")

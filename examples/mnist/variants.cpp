@@ -34,9 +34,9 @@ namespace {
 
 // Choices where the paper is silent (README.md, "Choices"): the same for every variant they apply to, unless
 // validation chose otherwise (named per variant).
-constexpr double kDefaultKlStrength = 0.01;   // lambda of Eq. 14 for the sigmoid gates (STS) ...
-constexpr double kStKlStrength = 0.003;       // ... straight-through's and SBN's, chosen on their validation
-constexpr double kSbnKlStrength = 0.03;       // errors (README.md)
+constexpr double kDefaultKlStrength = 0.01;   // lambda of Eq. 14 for the sigmoid gates (STS's) ...
+constexpr double kStKlStrength = 0.003;       // ... for straight-through, chosen on its validation error,
+constexpr double kSbnKlStrength = 0.03;       // ... and for SBN, chosen on its own (README.md, "Choices")
 constexpr double kL1StartLambda = 1e-3;      // adaptive L1 (Eq. 15): start value, x1.01 per batch
 constexpr double kL1AdaptFactor = 1.01;
 constexpr double kL1Band = 0.01;             // App. A.1: adapt when outside target +- 0.01
