@@ -34,9 +34,9 @@ namespace {
 
 // Choices where the paper is silent (README.md, "Choices"): the same for every variant they apply to, unless
 // validation chose otherwise (named per variant).
-constexpr double kDefaultKlStrength = 0.01;   // lambda of Eq. 14 for the sigmoid gates (STS's) ...
-constexpr double kStKlStrength = 0.003;       // ... for straight-through, chosen on its validation error,
-constexpr double kSbnKlStrength = 0.03;       // ... and for SBN, chosen on its own (README.md, "Choices")
+constexpr double kStsKlStrength = 0.01;       // lambda of Eq. 14 for each sigmoid gate, chosen on validation
+constexpr double kStKlStrength = 0.003;       // errors (README.md, "Choices"; straight-through's and SBN's on
+constexpr double kSbnKlStrength = 0.03;       // their own)
 constexpr double kL1StartLambda = 1e-3;      // adaptive L1 (Eq. 15): start value, x1.01 per batch
 constexpr double kL1AdaptFactor = 1.01;
 constexpr double kL1Band = 0.01;             // App. A.1: adapt when outside target +- 0.01
@@ -89,7 +89,7 @@ VariantConfig shared_config(const Settings& s) {
 }
 
 /// Eq. 14 with --kl-strength, or the variant's default strength when it is 0.
-stoch::KlSparsity<T> kl(const Settings& s, double default_strength = kDefaultKlStrength) {
+stoch::KlSparsity<T> kl(const Settings& s, double default_strength) {
   return {.target = static_cast<T>(s.target_density),
           .strength = static_cast<T>(s.kl_strength > 0 ? s.kl_strength : default_strength)};
 }
@@ -165,7 +165,7 @@ TrainedVariant run_variant(const VariantSpec& spec, const Settings& s, const sto
     }
     case 2: {
       const stoch::BetaNoise<T> beta{.beta = kBetaNoiseBeta, .target = static_cast<T>(s.target_density)};
-      const stoch::KlSparsity<T> sparsity = kl(s);
+      const stoch::KlSparsity<T> sparsity = kl(s, kStsKlStrength);
       VariantConfig config = sigmoid_gate_config(s, sparsity, beta.mean());
       config.momentum = s.momentum_sts;
       config.probability = [](double score) { return score * score; };  // score = sqrt(p)
