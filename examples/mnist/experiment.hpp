@@ -61,6 +61,8 @@ struct Settings {
   bool st_sigmoid_derivative = false;
   /// Straight-through: pass the KL penalty's gradient on p to a unchanged (no sigm'(a)), like dL/dh.
   bool st_kl_straight_through = false;
+  /// Straight-through: App. A.2's Beta noise on the sigmoid's input with this beta (> 1); 0: none (the paper's).
+  double st_beta_noise = 0;
   double kl_strength = 0;         ///< lambda of Eq. 14 (sigmoid gates); 0: the variant's default
   double target_density = 0.1;    ///< App. A.1
   double firing_rate = 0;         ///< Sec. 2.1 firing-rate control of the rectifiers' offsets (0: off)
@@ -69,6 +71,8 @@ struct Settings {
   double max_norm = 2.0;
   double st_max_norm = 4.0;
   double sbn_max_norm = 4.0;
+  /// L2 weight decay of every weight matrix, every variant (not in the paper; 0: none, the default).
+  double weight_decay = 0.0;
   /// The gate layer's initial weights, for every variant but straight-through: every unit's incoming weights
   /// (Glorot-uniform direction) rescaled to this norm (README.md, "Choices"); 0 keeps the Glorot-uniform draw.
   double gate_init_norm = 2.0;

@@ -157,6 +157,10 @@ int main(int argc, char** argv) {
                "straight-through: multiply dL/dh by sigm'(a) (App. A.4 found it worse)");
   app.add_flag("--st-kl-straight-through", settings.st_kl_straight_through,
                "straight-through: pass the KL penalty's gradient on p to a without sigm'(a), like dL/dh");
+  app.add_option("--st-beta-noise", settings.st_beta_noise,
+                 "straight-through: App. A.2's Beta noise on the sigmoid's input, with this beta (> 1; STS uses "
+                 "40.1); 0: none, as in the paper")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--max-norm", settings.max_norm,
                  "maximum norm of every unit's incoming weights (App. A.4: 2), but for ST and SBN")
       ->check(CLI::PositiveNumber)->capture_default_str();
@@ -164,6 +168,9 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--sbn-max-norm", settings.sbn_max_norm, "maximum norm of the SBN variant (App. A.4: 2)")
       ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--weight-decay", settings.weight_decay,
+                 "L2 weight decay of every weight matrix, every variant (not in the paper; 0: none)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--gate-init-norm", settings.gate_init_norm,
                  "initial norm of every gate unit's incoming weights (0: as drawn, Glorot-uniform), but for ST")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
@@ -184,6 +191,11 @@ int main(int argc, char** argv) {
   app.add_option("--timing-repeats", settings.timing_repeats, "evaluation timings: best of this many passes")
       ->check(CLI::Range(1, 100))->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (settings.st_beta_noise > 0 && !(settings.st_beta_noise > 1)) {
+    std::cerr << "mnist: --st-beta-noise must be 0 (off) or > 1 (the Beta mode must exist), got "
+              << settings.st_beta_noise << "\n";
+    return 2;
+  }
 
   std::vector<mnist::VariantSpec> variants;
   if (variant_names.empty()) variants = mnist::all_variants();

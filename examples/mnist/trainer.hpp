@@ -37,6 +37,7 @@ struct VariantConfig {
   double gater_learning_rate_scale = 1.0;  ///< App. A.4: 0.01 for SBN (0.001 vs 0.1)
   double momentum = 0.0;                   ///< App. A.4: momentum for STS (ours: straight-through too)
   double max_norm = 0.0;                   ///< bound on every unit's incoming weight norm
+  double weight_decay = 0.0;               ///< L2 weight decay of every weight matrix (not in the paper); 0: none
   double gate_init_norm = 0.0;             ///< initial norm of every gate unit's incoming weights; 0: Glorot draw
   T gate_bias = 0;                         ///< initial bias of the gate pre-activations (gater.gate.b)
   bool calibrate = false;                  ///< App. A.3: threshold calibrated to the target density on valid
@@ -84,6 +85,7 @@ class Trainer {
     if (config_.gate_init_norm > 0)  // every gate unit starts at this norm (README.md, "Choices")
       stoch::set_unit_norms(layer().gater().template get<2>().weight(), static_cast<T>(config_.gate_init_norm));
     stoch::set_max_norm(net_.parameters(), static_cast<T>(config_.max_norm));
+    stoch::set_weight_decay(net_.parameters(), static_cast<T>(config_.weight_decay));
     stoch::set_learning_rate_scale(layer().gater().parameters(), static_cast<T>(config_.gater_learning_rate_scale));
     for (stoch::Parameter<T>* p : net_.parameters()) {
       stoch::Parameter<T> copy;

@@ -64,6 +64,8 @@ TrainedVariant train(const VariantSpec& spec, const Settings& s, VariantConfig c
                           {"batch", std::to_string(s.batch)}});
   if (s.learning_rate_decay != 1)  // (only when used: keeps the checkpoints of constant-rate runs resumable)
     config.settings.insert(config.settings.begin() + 2, {"learning_rate_decay_per_epoch", str(s.learning_rate_decay)});
+  if (config.weight_decay > 0)  // (only when used, as the rate decay)
+    config.settings.push_back({"weight_decay", str(config.weight_decay)});
   if (config.gate_init_norm > 0) config.settings.push_back({"gate_init_norm", str(config.gate_init_norm)});
   if (s.average_decay > 0) {
     config.settings.push_back({"average_decay_per_step", str(s.average_decay)});
@@ -84,6 +86,7 @@ stoch::AdaptiveL1<T> adaptive_l1(const Settings& s) {
 VariantConfig shared_config(const Settings& s) {
   VariantConfig config;
   config.max_norm = s.max_norm;
+  config.weight_decay = s.weight_decay;
   config.gate_init_norm = s.gate_init_norm;
   return config;
 }
@@ -146,7 +149,10 @@ TrainedVariant run_variant(const VariantSpec& spec, const Settings& s, const sto
     case 0: return rectifier(spec, s, data, progress, 1.0);
     case 1: {
       const stoch::KlSparsity<T> sparsity = kl(s, kStKlStrength);
-      VariantConfig config = sigmoid_gate_config(s, sparsity);
+      std::optional<stoch::BetaNoise<T>> beta;  // App. A.2's noise, off unless --st-beta-noise (README.md)
+      if (s.st_beta_noise > 0)
+        beta = stoch::BetaNoise<T>{.beta = static_cast<T>(s.st_beta_noise), .target = static_cast<T>(s.target_density)};
+      VariantConfig config = sigmoid_gate_config(s, sparsity, stoch::internal::beta_noise_mean(beta));
       config.gater_learning_rate_scale = s.st_gater_learning_rate / s.learning_rate;
       config.momentum = s.momentum_st;
       config.max_norm = s.st_max_norm;
@@ -155,11 +161,13 @@ TrainedVariant run_variant(const VariantSpec& spec, const Settings& s, const sto
                                                                       : "dL/da = dL/dh (no sigmoid derivative)"});
       config.settings.push_back({"kl_gradient", s.st_kl_straight_through ? "on p, passed to a unchanged"
                                                                          : "exact (through sigm'(a))"});
+      if (beta) config.settings.push_back({"beta_noise", "beta " + str(s.st_beta_noise) + ", mode at the target"});
       return train(spec, s, std::move(config),
                    stoch::StraightThrough<T>(kUnits,
                                              {.sigmoid_derivative = s.st_sigmoid_derivative,
                                               .kl = sparsity,
-                                              .kl_straight_through = s.st_kl_straight_through},
+                                              .kl_straight_through = s.st_kl_straight_through,
+                                              .beta_noise = beta},
                                              "gate"),
                    data, progress);
     }

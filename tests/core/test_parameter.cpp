@@ -1,8 +1,9 @@
 // Tests for include/stoch/core/parameter.hpp: set_unit_norms (the gate layer's initial norm in the MNIST
-// example) on both storage orders, and its bad input.
+// example) on both storage orders, and its bad input; which parameters set_max_norm and set_weight_decay reach.
 #include "stoch/core/parameter.hpp"
 
 #include <cmath>
+#include <limits>
 
 #include "support/catch.hpp"
 #include "support/gradient_check.hpp"
@@ -43,4 +44,22 @@ TEST_CASE("set_unit_norms refuses a negative or NaN norm, naming the parameter",
   REQUIRE_THROWS_MESSAGE(set_unit_norms(p, -1.0), "'gater.gate.W': norm must be >= 0");
   REQUIRE_THROWS_MESSAGE(set_unit_norms(p, std::nan("")), "norm must be >= 0");
   CHECK(p.value == Matrix<double>::Ones(3, 4));  // untouched
+}
+
+TEST_CASE("set_max_norm and set_weight_decay reach trainable weight matrices only", "[parameter]") {
+  Parameter<float> w("linear.W", 3, 4), b("linear.b", 3, 1), state("gate.threshold", 2, 2, /*trainable=*/false);
+  set_max_norm<float>({&w, &b, &state}, 2.0f);
+  set_weight_decay<float>({&w, &b, &state}, 1e-4f);
+  CHECK(w.max_norm == 2.0f);
+  CHECK(w.weight_decay == 1e-4f);
+  CHECK_FALSE(b.max_norm);  // biases are neither bounded nor decayed
+  CHECK(b.weight_decay == 0.0f);
+  CHECK_FALSE(state.max_norm);  // nor is layer state
+  CHECK(state.weight_decay == 0.0f);
+
+  REQUIRE_THROWS_MESSAGE(set_weight_decay<float>({&w}, -1.0f), "set_weight_decay: coefficient must be finite and >= 0");
+  REQUIRE_THROWS_MESSAGE(set_weight_decay<float>({&w}, std::numeric_limits<float>::infinity()),
+                         "set_weight_decay: coefficient must be finite");
+  REQUIRE_THROWS_MESSAGE(set_weight_decay<float>({&w}, std::nanf("")), "set_weight_decay: coefficient");
+  CHECK(w.weight_decay == 1e-4f);  // a refused value changes nothing
 }

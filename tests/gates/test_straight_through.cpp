@@ -1,5 +1,5 @@
-// StraightThrough (Sec. 4, Eq. 13): backward returns exactly dL/dh (or dL/dh * sigm'(a)), P(h = 1) = sigm(a),
-// evaluation h = 1[p > t], reproducibility.
+// StraightThrough (Sec. 4, Eq. 13): backward returns exactly dL/dh (or dL/dh * sigm'(a)), P(h = 1) = sigm(a)
+// (E[sigm(a + noise)] with App. A.2's Beta noise), evaluation h = 1[p > t], reproducibility.
 #include <cmath>
 #include <cstdio>
 
@@ -49,6 +49,49 @@ TEST_CASE("straight-through samples h = 1[u < sigm(a)] (Eq. 3 with the erratum f
   CHECK(gate.active_count() == static_cast<Index>(std::lround(fired * samples)));
 }
 
+TEST_CASE("straight-through with Beta noise: P(h = 1) = E[sigm(a + k x)], dL/da still dL/dh, eval adds E[noise]",
+          "[gates][statistics]") {
+  const BetaNoise<double> noise{.beta = 40.1, .target = 0.1};
+  const double a_value = 1.5;
+  // E_x[sigm(a + k x)], x ~ Beta(alpha, beta), by Simpson's rule on the Beta density.
+  const double alpha = noise.alpha(), beta = noise.beta;
+  const double log_norm = std::lgamma(alpha + beta) - std::lgamma(alpha) - std::lgamma(beta);
+  const int intervals = 20000;
+  double exact = 0;
+  for (int i = 1; i < intervals; ++i) {  // the density vanishes at both ends (alpha, beta > 1)
+    const double x = double(i) / intervals;
+    const double density = std::exp(log_norm + (alpha - 1) * std::log(x) + (beta - 1) * std::log1p(-x));
+    exact += (i % 2 ? 4.0 : 2.0) * density * sigmoid(a_value + noise.scale() * x);
+  }
+  exact /= 3.0 * intervals;
+
+  const Index samples = 200000;
+  StraightThrough<double> gate(1, {.beta_noise = noise});
+  Generator rng(9);
+  Context<double> ctx(Mode::train, rng);
+  const Matrix<double> a = Matrix<double>::Constant(1, samples, a_value);
+  const double fired = gate.forward(a, ctx).mean();
+  const double se = std::sqrt(fired * (1 - fired) / (samples - 1));
+  std::printf("ST with Beta noise, a = %.1f: P(h=1) %.5f (exact %.5f, se %.5f; without noise %.5f)\n", a_value,
+              fired, exact, se, sigmoid(a_value));
+  CHECK(std::abs(fired - exact) < 5 * se);
+  CHECK(std::abs(fired - sigmoid(a_value)) > 20 * se);  // the noise did move it (mean noise -2.58)
+
+  const Matrix<double> dh = test::random_matrix<double>(1, samples, 10);
+  CHECK(gate.backward(dh, ctx) == dh);  // Eq. 13 is unchanged: the noise only moves p
+
+  Context<double> eval;
+  eval.mode = Mode::eval;
+  const Matrix<double> h = gate.forward(a.leftCols(2), eval);
+  CHECK(gate.scores()(0, 0) == Approx(sigmoid(a_value + noise.mean())));
+  CHECK(h(0, 0) == (sigmoid(a_value + noise.mean()) > 0.5 ? 1.0 : 0.0));
+
+  REQUIRE_THROWS_MESSAGE(StraightThrough<float>(2, {.beta_noise = BetaNoise<float>{.beta = 0.5f}}),
+                         "StraightThrough: beta_noise.beta must be > 1");
+  REQUIRE_THROWS_MESSAGE(StraightThrough<float>(2, {.beta_noise = BetaNoise<float>{.target = 1.0f}}),
+                         "StraightThrough: beta_noise.target");
+}
+
 TEST_CASE("straight-through KL hook, evaluation, reproducibility", "[gates]") {
   const KlSparsity<double> kl{.target = 0.1, .strength = 1.0};
   StraightThrough<double> gate(4, {.kl = kl}, "st");
@@ -71,14 +114,16 @@ TEST_CASE("straight-through KL hook, evaluation, reproducibility", "[gates]") {
   CHECK(gate.scores().isApprox(a.array().logistic().matrix()));
   CHECK(gate.active_count() == (a.array() > 0).count());
 
-  auto run = [&](std::uint64_t seed) {
-    StraightThrough<float> g(16);
+  auto run = [&](std::uint64_t seed, std::optional<BetaNoise<float>> noise = std::nullopt) {
+    StraightThrough<float> g(16, {.beta_noise = noise});
     Generator r(seed);
     Context<float> c(Mode::train, r);
     return Matrix<float>(g.forward(test::random_matrix<float>(16, 16, 8), c));
   };
   CHECK(run(1) == run(1));
   CHECK(run(1) != run(2));
+  CHECK(run(1, BetaNoise<float>{}) == run(1, BetaNoise<float>{}));  // the noise draws from the same generator
+  CHECK(run(1, BetaNoise<float>{}) != run(2, BetaNoise<float>{}));
   REQUIRE_THROWS_MESSAGE(StraightThrough<float>(3, {.kl = KlSparsity<float>{.target = 2.0f}}), "KlSparsity: target");
 }
 

@@ -1,6 +1,7 @@
 // Eigen's malloc guard, made to throw (release builds disable eigen_assert), so the test can prove that
 // Sgd::step allocates nothing once its buffers are sized.
 #define EIGEN_RUNTIME_NO_MALLOC
+#include <limits>
 #include <stdexcept>
 #define eigen_assert(x)                                                                 \
   do {                                                                                  \
@@ -116,12 +117,46 @@ TEMPLATE_TEST_CASE("Max-norm holds after every step, rows and columns", "[sgd]",
   CHECK(clipped_cols > 10);
 }
 
+TEMPLATE_TEST_CASE("Weight decay adds weight_decay * value to the gradient of weight matrices only", "[sgd]", float,
+                   double) {
+  using T = TestType;
+  Parameter<T> w = make_parameter<T>("linear.W", 3, 4, 11), b = make_parameter<T>("linear.b", 3, 1, 12);
+  Parameter<T> plain = make_parameter<T>("other.W", 3, 4, 13);
+  set_weight_decay<T>({&w, &b}, T(0.25));  // reaches w, not the bias b (core/test_parameter.cpp)
+  const Matrix<T> g = test::random_matrix<T>(3, 4, 14), gb = test::random_matrix<T>(3, 1, 15);
+  const Matrix<T> w0 = w.value, b0 = b.value, p0 = plain.value;
+  Sgd<T> sgd({&w, &b, &plain}, {.learning_rate = T(0.1), .momentum = T(0.5)});
+
+  w.grad = g;
+  b.grad = gb;
+  plain.grad = g;
+  sgd.step();  // v1 = -0.1 (g + 0.25 w0); w1 = w0 + v1
+  const Matrix<T> v1 = -T(0.1) * (g + T(0.25) * w0);
+  CHECK(w.value.isApprox(w0 + v1));
+  CHECK(b.value.isApprox(b0 - T(0.1) * gb));
+  CHECK(plain.value.isApprox(p0 - T(0.1) * g));
+
+  w.grad = g;
+  const Matrix<T> w1 = w.value;
+  sgd.step();  // v2 = 0.5 v1 - 0.1 (g + 0.25 w1)
+  CHECK(w.value.isApprox(w1 + T(0.5) * v1 - T(0.1) * (g + T(0.25) * w1)));
+
+  // With a zero gradient the decay alone shrinks the weights by (1 - rate * decay) per step (no momentum).
+  Parameter<T> alone = make_parameter<T>("alone.W", 2, 2, 16);
+  alone.weight_decay = T(0.5);
+  const Matrix<T> a0 = alone.value;
+  Sgd<T> plain_sgd({&alone}, {.learning_rate = T(0.2)});
+  plain_sgd.step();
+  CHECK(alone.value.isApprox(T(0.9) * a0));
+}
+
 TEST_CASE("Sgd::step allocates nothing once sized", "[sgd]") {
   Parameter<double> w = make_parameter<double>("w", 20, 30, 1);
   Parameter<double> b = make_parameter<double>("b", 20, 1, 2);
   Parameter<double> e = make_parameter<double>("e", 30, 20, 3);
   e.fan_in = FanIn::columns;
   set_max_norm<double>({&w, &b, &e}, 0.5);
+  set_weight_decay<double>({&w, &b, &e}, 0.01);
   Sgd<double> sgd({&w, &b, &e}, {.learning_rate = 0.1, .momentum = 0.9});
   sgd.step();  // sizes the max-norm buffer
   Eigen::internal::set_is_malloc_allowed(false);
@@ -155,6 +190,11 @@ TEST_CASE("Sgd rejects bad options and bad parameters, naming them", "[sgd]") {
   p.max_norm = 0.0f;
   REQUIRE_THROWS_MESSAGE(sgd.step(), "'gater.W': max_norm must be > 0");
   p.max_norm.reset();
+  p.weight_decay = -0.1f;
+  REQUIRE_THROWS_MESSAGE(sgd.step(), "'gater.W': weight_decay must be finite and >= 0");
+  p.weight_decay = std::numeric_limits<float>::infinity();
+  REQUIRE_THROWS_MESSAGE(sgd.step(), "'gater.W': weight_decay must be finite and >= 0");
+  p.weight_decay = 0.0f;
   p.grad.resize(3, 2);
   REQUIRE_THROWS_MESSAGE(sgd.step(), "'gater.W': gradient is 3 x 2 but the value is 2 x 2");
 }

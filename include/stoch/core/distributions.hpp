@@ -327,7 +327,10 @@ template <class T>
 T beta_retry(const Generator& rng, std::uint64_t word, Index uniforms, const GammaParams& ga,
              const GammaParams& gb, T log_x, T log_y) {
   constexpr int W = UniformBits<T>::words;
-  std::uint32_t w[kBetaUniforms * W];
+  // fill_at writes whole SIMD groups (4 kPhiloxSimdBlocks words) only when asked for that many, never here;
+  // the buffer holds one group anyway, since GCC cannot always prove it (a false -Warray-bounds).
+  constexpr int kWords = kBetaUniforms * W > 4 * kPhiloxSimdBlocks ? kBetaUniforms * W : 4 * kPhiloxSimdBlocks;
+  std::uint32_t w[kWords];
   T u[kBetaUniforms] = {T(0.5), T(0.5), T(0.5), T(0.5), T(0.5), T(0.5)};
   for (std::uint64_t attempt = 1; std::isnan(log_x) || std::isnan(log_y); ++attempt) {
     Generator(rng.seed() ^ (attempt * 0x9E3779B97F4A7C15ull), rng.stream())

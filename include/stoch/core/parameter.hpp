@@ -1,6 +1,7 @@
 // stoch — a named parameter (or a piece of saved layer state) with its gradient and optimiser state.
 #pragma once
 
+#include <cmath>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +28,9 @@ struct Parameter {
   Matrix<T> velocity;  ///< optimiser state (momentum); sized lazily by the optimiser
   T learning_rate_scale = T(1);  ///< multiplies the optimiser's rate: per-group rates (App. A.4)
   std::optional<T> max_norm;     ///< bound on each unit's incoming weight vector (App. A.4)
+  /// L2 penalty (weight_decay / 2) ||value||^2: the optimiser descends on grad + weight_decay * value. Not in the
+  /// paper; 0 (the default) leaves the update exactly as without it.
+  T weight_decay = T(0);
   FanIn fan_in = FanIn::rows;
   bool trainable = true;
 
@@ -60,6 +64,13 @@ void scale_units(Parameter<T>& p, Vector<T>& scale, Factor factor) {
   w.array().colwise() *= scale.array();
 }
 
+/// A trainable weight matrix, as opposed to a bias vector or layer state: what the max-norm bound and the
+/// weight decay apply to.
+template <class T>
+bool is_weight_matrix(const Parameter<T>& p) {
+  return p.trainable && p.value.cols() > 1 && p.value.rows() > 1;
+}
+
 }  // namespace internal
 
 /// What `parameters()` returns: non-owning pointers, valid while the layer lives and is not moved.
@@ -82,7 +93,16 @@ void set_learning_rate_scale(const ParameterList<T>& list, T scale) {
 template <class T>
 void set_max_norm(const ParameterList<T>& list, T bound) {
   for (Parameter<T>* p : list)
-    if (p->trainable && p->value.cols() > 1 && p->value.rows() > 1) p->max_norm = bound;
+    if (internal::is_weight_matrix(*p)) p->max_norm = bound;
+}
+
+/// Sets the L2 weight decay of every trainable weight matrix (not the biases, as for the max-norm bound).
+template <class T>
+void set_weight_decay(const ParameterList<T>& list, T coefficient) {
+  if (!(coefficient >= T(0) && std::isfinite(coefficient)))
+    internal::fail("set_weight_decay: coefficient must be finite and >= 0, got " + std::to_string(coefficient));
+  for (Parameter<T>* p : list)
+    if (internal::is_weight_matrix(*p)) p->weight_decay = coefficient;
 }
 
 /// Sets every unit's incoming weight vector of `p` (row or column, per `p.fan_in`) to Euclidean norm `norm`,

@@ -1,5 +1,6 @@
 // stoch — what the gates share: the test-time threshold (App. A.3), the scores it is applied to, the
-// optional KL sparsity hook (Eq. 14), and the sigmoid-Bernoulli unit h = 1[u < sigm(a)] of SBN and ST.
+// optional KL sparsity hook (Eq. 14), App. A.2's Beta noise, and the sigmoid-Bernoulli unit h = 1[u < sigm(a)]
+// of SBN and ST.
 #pragma once
 
 #include <cmath>
@@ -12,7 +13,58 @@
 #include "stoch/layers/elementwise.hpp"
 #include "stoch/regularizers/kl_sparsity.hpp"
 
-namespace stoch::internal {
+namespace stoch {
+
+/// App. A.2's Beta noise on the sigmoid's input, as we read the (terse) appendix:
+///   - "make the alpha parameter a function of this beta such that the mode of the distribution is equal
+///     to our sparsity target s": mode = (alpha - 1) / (alpha + beta - 2) = s gives
+///         alpha = (1 + s (beta - 2)) / (1 - s)                         (requires beta > 1, then alpha > 1);
+///   - "scale the samples from the distribution such that the sigmoid of the mode is equal to 0.1": the
+///     scale k with sigm(k * s) = s, i.e.
+///         k = logit(s) / s                                              (k < 0 for s < 1/2);
+///   - training adds noise = k x, x ~ Beta(alpha, beta), to a; evaluation adds its mean
+///         k * alpha / (alpha + beta)                                    (App. A.4: "the mean of this
+///     distribution replaces it at test time").
+/// With s = 0.1 and the paper's best beta = 40.1: alpha = 5.344, k = -21.97, mean noise = -2.584.
+/// The paper uses it for STS; StraightThrough takes it too, as an option (StraightThroughOptions::beta_noise).
+template <class T>
+struct BetaNoise {
+  T beta = T(40.1);   ///< the hyper-parameter tuned in App. A.2, > 1
+  T target = T(0.1);  ///< sparsity target s, in (0, 1)
+
+  T alpha() const { return (T(1) + target * (beta - T(2))) / (T(1) - target); }
+  T scale() const { return logit(target) / target; }
+  T mean() const { return scale() * alpha() / (alpha() + beta); }
+
+  /// `kind` names the gate in the error message (e.g. "StochasticTimesSmooth").
+  void validate(const std::string& kind) const {
+    if (!(beta > T(1)))
+      internal::fail(kind + ": beta_noise.beta must be > 1 (the Beta mode must exist), got " + std::to_string(beta));
+    internal::check_open_unit_interval((kind + ": beta_noise.target").c_str(), target);
+  }
+};
+
+namespace internal {
+
+/// p = sigm(a + noise) (`units x batch`): noise = k x, x ~ Beta(alpha, beta) drawn from `rng` when `noise` is
+/// set (App. A.2), no noise and no draw otherwise. Shared by every gate with a sigmoid probability.
+template <class T>
+void sigmoid_with_beta_noise(const MatrixCRef<T>& a, const std::optional<BetaNoise<T>>& noise, Generator& rng,
+                             Matrix<T>& p) {
+  p.resize(a.rows(), a.cols());
+  if (noise) {
+    fill_beta<T>(rng, p, noise->alpha(), noise->beta);
+    p.array() = sigmoid(a.array() + noise->scale() * p.array());
+  } else {
+    p.array() = sigmoid(a.array());
+  }
+}
+
+/// E[noise] of an optional Beta noise: what evaluation adds to a (App. A.4), 0 without noise.
+template <class T>
+T beta_noise_mean(const std::optional<BetaNoise<T>>& noise) {
+  return noise ? noise->mean() : T(0);
+}
 
 /// CRTP base of the thresholded gates (NoisyRectifier, StochasticTimesSmooth, StochasticBinary,
 /// StraightThrough). On top of Elementwise it owns
@@ -106,32 +158,37 @@ class GateBase : public Elementwise<Derived, T> {
 };
 
 /// The stochastic binary unit shared by StochasticBinary (Sec. 3) and StraightThrough (Sec. 4):
-///   train: p = sigm(a), h = 1[u < p], u ~ U(0, 1) — Eq. 3 with its erratum fixed (P(h = 1) = sigm(a),
-///          as Theorem 1's proof requires);
-///   eval:  h = 1[p > t], the deterministic counterpart with the calibratable threshold t (App. A.3).
+///   train: p = sigm(a + noise), h = 1[u < p], u ~ U(0, 1) — Eq. 3 with its erratum fixed (P(h = 1) = sigm(a),
+///          as Theorem 1's proof requires); noise = 0 unless App. A.2's Beta noise is configured;
+///   eval:  h = 1[p > t] with p = sigm(a + E[noise]), the deterministic counterpart with the calibratable
+///          threshold t (App. A.3).
 /// The two differ only in backward (the estimator), which `Derived` provides.
 template <class Derived, class T>
 class SigmoidBernoulliGate : public GateBase<Derived, T> {
   using Base = GateBase<Derived, T>;
 
  public:
-  SigmoidBernoulliGate(Index units, const char* kind, std::string name, std::optional<KlSparsity<T>> kl)
-      : Base(units, kind, std::move(name), T(0.5), kl) {}
+  SigmoidBernoulliGate(Index units, const char* kind, std::string name, std::optional<KlSparsity<T>> kl,
+                       std::optional<BetaNoise<T>> beta_noise = std::nullopt)
+      : Base(units, kind, std::move(name), T(0.5), kl), beta_noise_(beta_noise) {
+    if (beta_noise_) beta_noise_->validate(kind);
+  }
 
   void compute(const MatrixCRef<T>& a, Matrix<T>& h, Context<T>& ctx) {
     if (!ctx.training()) {
       this->scores_.resize(a.rows(), a.cols());
-      this->scores_.array() = sigmoid(a.array());
+      this->scores_.array() = sigmoid(a.array() + noise_mean());
       this->eval_binary(h);
       return;
     }
-    p_.resize(a.rows(), a.cols());
-    p_.array() = sigmoid(a.array());
+    sigmoid_with_beta_noise<T>(a, beta_noise_, ctx.generator(), p_);
     fill_bernoulli<T>(ctx.generator(), p_, h);
   }
 
-  /// p = sigm(a) of the last training forward (`units x batch`).
+  /// p = sigm(a + noise) of the last training forward (`units x batch`).
   const Matrix<T>& probabilities() const { return p_; }
+  /// E[noise]: what evaluation adds to a (0 without Beta noise).
+  T noise_mean() const { return beta_noise_mean(beta_noise_); }
 
   /// Eq. 14 on the last training forward's p (0 without a KL penalty): add it to the reported criterion.
   T sparsity_penalty() const { return this->kl_value(p_); }
@@ -139,7 +196,10 @@ class SigmoidBernoulliGate : public GateBase<Derived, T> {
   ParameterList<T> parameters() { return {&this->threshold_}; }
 
  protected:
+  std::optional<BetaNoise<T>> beta_noise_;
   Matrix<T> p_;
 };
 
-}  // namespace stoch::internal
+}  // namespace internal
+
+}  // namespace stoch

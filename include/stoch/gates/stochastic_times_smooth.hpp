@@ -14,34 +14,6 @@
 
 namespace stoch {
 
-/// App. A.2's Beta noise on the sigmoid's input, as we read the (terse) appendix:
-///   - "make the alpha parameter a function of this beta such that the mode of the distribution is equal
-///     to our sparsity target s": mode = (alpha - 1) / (alpha + beta - 2) = s gives
-///         alpha = (1 + s (beta - 2)) / (1 - s)                         (requires beta > 1, then alpha > 1);
-///   - "scale the samples from the distribution such that the sigmoid of the mode is equal to 0.1": the
-///     scale k with sigm(k * s) = s, i.e.
-///         k = logit(s) / s                                              (k < 0 for s < 1/2);
-///   - training adds noise = k x, x ~ Beta(alpha, beta), to a; evaluation adds its mean
-///         k * alpha / (alpha + beta)                                    (App. A.4: "the mean of this
-///     distribution replaces it at test time").
-/// With s = 0.1 and the paper's best beta = 40.1: alpha = 5.344, k = -21.97, mean noise = -2.584.
-template <class T>
-struct BetaNoise {
-  T beta = T(40.1);   ///< the hyper-parameter tuned in App. A.2, > 1
-  T target = T(0.1);  ///< sparsity target s, in (0, 1)
-
-  T alpha() const { return (T(1) + target * (beta - T(2))) / (T(1) - target); }
-  T scale() const { return logit(target) / target; }
-  T mean() const { return scale() * alpha() / (alpha() + beta); }
-
-  void validate() const {
-    if (!(beta > T(1)))
-      internal::fail("StochasticTimesSmooth: beta_noise.beta must be > 1 (the Beta mode must exist), got " +
-                     std::to_string(beta));
-    internal::check_open_unit_interval("StochasticTimesSmooth: beta_noise.target", target);
-  }
-};
-
 template <class T>
 struct StochasticTimesSmoothOptions {
   std::optional<BetaNoise<T>> beta_noise = std::nullopt;  ///< off when empty
@@ -68,7 +40,7 @@ class StochasticTimesSmooth : public internal::GateBase<StochasticTimesSmooth<T>
   explicit StochasticTimesSmooth(Index units, StochasticTimesSmoothOptions<T> options = {},
                                  std::string name = "sts")
       : Base(units, "StochasticTimesSmooth", std::move(name), T(0.5), options.kl), options_(options) {
-    if (options_.beta_noise) options_.beta_noise->validate();
+    if (options_.beta_noise) options_.beta_noise->validate("StochasticTimesSmooth");
   }
 
   void compute(const MatrixCRef<T>& a, Matrix<T>& h, Context<T>& ctx) {
@@ -78,13 +50,7 @@ class StochasticTimesSmooth : public internal::GateBase<StochasticTimesSmooth<T>
       this->eval_valued(h);
       return;
     }
-    p_.resize(a.rows(), a.cols());
-    if (const auto& noise = options_.beta_noise) {
-      fill_beta<T>(ctx.generator(), p_, noise->alpha(), noise->beta);
-      p_.array() = sigmoid(a.array() + noise->scale() * p_.array());
-    } else {
-      p_.array() = sigmoid(a.array());
-    }
+    internal::sigmoid_with_beta_noise<T>(a, options_.beta_noise, ctx.generator(), p_);
     h.array() = p_.array().sqrt();
     b_.resize(a.rows(), a.cols());
     fill_bernoulli<T>(ctx.generator(), h, b_);
@@ -102,7 +68,7 @@ class StochasticTimesSmooth : public internal::GateBase<StochasticTimesSmooth<T>
   /// p = sigm(a + noise) of the last training forward (`units x batch`).
   const Matrix<T>& probabilities() const { return p_; }
   /// E[noise]: what evaluation adds to a (0 without Beta noise).
-  T noise_mean() const { return options_.beta_noise ? options_.beta_noise->mean() : T(0); }
+  T noise_mean() const { return internal::beta_noise_mean(options_.beta_noise); }
   /// Eq. 14 on the last training forward's p (0 without a KL penalty).
   T sparsity_penalty() const { return this->kl_value(p_); }
   const StochasticTimesSmoothOptions<T>& options() const { return options_; }

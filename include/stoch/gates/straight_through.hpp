@@ -21,13 +21,18 @@ struct StraightThroughOptions {
   /// gradient on p grows like lambda s / pbar as a unit's batch mean pbar falls, and nothing damps it any
   /// more: in the MNIST example it drove most units dead or always on, for every lambda tried (its README).
   bool kl_straight_through = false;
+  /// App. A.2's Beta noise on the sigmoid's input (off when empty). The paper did not add noise to ST, whose
+  /// sigmoids it found decisive already; it is here to test that where they are not (the MNIST README).
+  std::optional<BetaNoise<T>> beta_noise = std::nullopt;
 };
 
-/// h = 1[u < p], p = sigm(a), on pre-activations `a` (`units x batch`) (Eq. 3 with its erratum fixed).
+/// h = 1[u < p], p = sigm(a + noise), on pre-activations `a` (`units x batch`) (Eq. 3 with its erratum fixed;
+/// noise = 0 unless `beta_noise` is set, App. A.2).
 /// Backward: dL/da = dL/dh (or dL/dh * p (1 - p)), plus the KL penalty's gradient when configured (exact, or
 /// also straight through the sigmoid with `kl_straight_through`): a biased estimator, back-propagating
 /// through the threshold as if it were the identity.
-/// Evaluation: h = 1[p > t], t calibratable (default 0.5). Saved state: "<name>.threshold".
+/// Evaluation: h = 1[p > t] with p = sigm(a + E[noise]), t calibratable (default 0.5). Saved state:
+/// "<name>.threshold".
 template <class T>
 class StraightThrough : public internal::SigmoidBernoulliGate<StraightThrough<T>, T> {
   using Base = internal::SigmoidBernoulliGate<StraightThrough<T>, T>;
@@ -40,7 +45,7 @@ class StraightThrough : public internal::SigmoidBernoulliGate<StraightThrough<T>
 
   explicit StraightThrough(Index units, StraightThroughOptions<T> options = {},
                            std::string name = "straight_through")
-      : Base(units, "StraightThrough", std::move(name), options.kl), options_(options) {}
+      : Base(units, "StraightThrough", std::move(name), options.kl, options.beta_noise), options_(options) {}
 
   void differentiate(const MatrixCRef<T>& dh, Matrix<T>& da, Context<T>&) {
     const Matrix<T>& p = this->p_;

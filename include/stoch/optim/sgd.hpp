@@ -1,7 +1,9 @@
 // stoch — stochastic gradient descent with momentum, per-group learning rates and the max-norm constraint
-// (App. A.4: learning rate 0.1, 0.001 for the SBN gater; momentum for STS; incoming-weight norms <= 2).
+// (App. A.4: learning rate 0.1, 0.001 for the SBN gater; momentum for STS; incoming-weight norms <= 2), plus
+// an optional L2 weight decay (not in the paper).
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <string>
 #include <utility>
@@ -23,7 +25,8 @@ struct SgdOptions {
 /// adaptive L1 lambda) is skipped, so the list a model's `parameters()` returns can be passed as it is.
 ///
 /// `step()`, for each trainable parameter, with rate = learning_rate * parameter.learning_rate_scale:
-///   velocity = momentum * velocity - rate * grad;   value += velocity;
+///   velocity = momentum * velocity - rate * (grad + weight_decay * value);   value += velocity;
+/// (`Parameter::weight_decay`, 0 unless set, e.g. by set_weight_decay: then the term is not computed at all)
 /// then, if `max_norm` is set, rescales each unit's incoming weight vector (row i of `value` for FanIn::rows,
 /// column i for FanIn::columns) whose Euclidean norm exceeds the bound down to the bound (App. A.4), and
 /// finally clears `grad`. The velocities live in Parameter::velocity (so a checkpoint can save and restore
@@ -48,7 +51,10 @@ class Sgd {
       check_parameter(p);
       size_velocity(p);
       const T rate = options_.learning_rate * p.learning_rate_scale;
-      p.velocity = options_.momentum * p.velocity - rate * p.grad;
+      if (p.weight_decay > T(0))
+        p.velocity = options_.momentum * p.velocity - rate * (p.grad + p.weight_decay * p.value);
+      else
+        p.velocity = options_.momentum * p.velocity - rate * p.grad;
       p.value += p.velocity;
       if (p.max_norm) apply_max_norm(p, *p.max_norm, norms_[k]);
       p.grad.setZero();
@@ -97,6 +103,8 @@ class Sgd {
       internal::check_non_negative((where() + ": learning_rate_scale").c_str(), p.learning_rate_scale);
     if (p.max_norm && !(*p.max_norm > T(0)))
       internal::check_positive((where() + ": max_norm").c_str(), *p.max_norm);
+    if (!(p.weight_decay >= T(0) && std::isfinite(p.weight_decay)))
+      internal::fail(where() + ": weight_decay must be finite and >= 0, got " + std::to_string(p.weight_decay));
   }
 
   static void size_velocity(Parameter<T>& p) {
