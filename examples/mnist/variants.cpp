@@ -152,7 +152,7 @@ TrainedVariant run_variant(const VariantSpec& spec, const Settings& s, const sto
       std::optional<stoch::BetaNoise<T>> beta;  // App. A.2's noise, off unless --st-beta-noise (README.md)
       if (s.st_beta_noise > 0)
         beta = stoch::BetaNoise<T>{.beta = static_cast<T>(s.st_beta_noise), .target = static_cast<T>(s.target_density)};
-      VariantConfig config = sigmoid_gate_config(s, sparsity, stoch::internal::beta_noise_mean(beta));
+      VariantConfig config = sigmoid_gate_config(s, sparsity, beta ? beta->mean() : T(0));
       config.gater_learning_rate_scale = s.st_gater_learning_rate / s.learning_rate;
       config.momentum = s.momentum_st;
       config.max_norm = s.st_max_norm;

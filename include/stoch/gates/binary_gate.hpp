@@ -46,32 +46,13 @@ struct BetaNoise {
 
 namespace internal {
 
-/// p = sigm(a + noise) (`units x batch`): noise = k x, x ~ Beta(alpha, beta) drawn from `rng` when `noise` is
-/// set (App. A.2), no noise and no draw otherwise. Shared by every gate with a sigmoid probability.
-template <class T>
-void sigmoid_with_beta_noise(const MatrixCRef<T>& a, const std::optional<BetaNoise<T>>& noise, Generator& rng,
-                             Matrix<T>& p) {
-  p.resize(a.rows(), a.cols());
-  if (noise) {
-    fill_beta<T>(rng, p, noise->alpha(), noise->beta);
-    p.array() = sigmoid(a.array() + noise->scale() * p.array());
-  } else {
-    p.array() = sigmoid(a.array());
-  }
-}
-
-/// E[noise] of an optional Beta noise: what evaluation adds to a (App. A.4), 0 without noise.
-template <class T>
-T beta_noise_mean(const std::optional<BetaNoise<T>>& noise) {
-  return noise ? noise->mean() : T(0);
-}
-
 /// CRTP base of the thresholded gates (NoisyRectifier, StochasticTimesSmooth, StochasticBinary,
 /// StraightThrough). On top of Elementwise it owns
 ///   - the test-time threshold t (App. A.3): a `1 x 1` Parameter with trainable == false, named
 ///     "<name>.threshold", so that a calibrated t is saved and loaded with the model;
 ///   - `scores()`: what the evaluation forward compared with t (`units x batch`), for calibration;
 ///   - the optional KL penalty of Eq. 14 on the sigmoid probabilities (used by the sigmoid-based gates);
+///   - the optional Beta noise of App. A.2 on the sigmoid's input (STS; StraightThrough as an option);
 ///   - the check that backward follows a training-mode forward (an evaluation forward keeps nothing).
 /// `Derived` implements compute()/differentiate() as for Elementwise, and calls eval_binary() or
 /// eval_valued() in evaluation mode.
@@ -82,10 +63,11 @@ class GateBase : public Elementwise<Derived, T> {
  public:
   /// `kind` is the class name used in error messages; `name` prefixes the saved state's names.
   GateBase(Index units, const char* kind, std::string name, T initial_threshold,
-           std::optional<KlSparsity<T>> kl = std::nullopt)
-      : Base(units, kind), name_(std::move(name)), kl_(kl),
+           std::optional<KlSparsity<T>> kl = std::nullopt, std::optional<BetaNoise<T>> beta_noise = std::nullopt)
+      : Base(units, kind), name_(std::move(name)), kl_(kl), beta_noise_(beta_noise),
         threshold_(name_ + ".threshold", 1, 1, /*trainable=*/false) {
     if (kl_) kl_->validate();
+    if (beta_noise_) beta_noise_->validate(kind);
     set_threshold(initial_threshold);
   }
 
@@ -123,6 +105,9 @@ class GateBase : public Elementwise<Derived, T> {
 
   const std::optional<KlSparsity<T>>& kl() const { return kl_; }
 
+  /// E[noise]: what evaluation adds to a (App. A.4); 0 without Beta noise.
+  T noise_mean() const { return beta_noise_ ? beta_noise_->mean() : T(0); }
+
  protected:
   void require_training_forward() const {
     if (!trained_)
@@ -147,11 +132,24 @@ class GateBase : public Elementwise<Derived, T> {
   void add_kl_gradient_straight_through(const Matrix<T>& p, Matrix<T>& da) const {
     if (kl_) kl_->add_gradient_wrt_activation(p, da);
   }
+  /// p = sigm(a + noise) (`units x batch`): noise = k x, x ~ Beta(alpha, beta) drawn from `rng` with Beta
+  /// noise (App. A.2), no noise and no draw without it.
+  void sigmoid_with_noise(const MatrixCRef<T>& a, Generator& rng, Matrix<T>& p) const {
+    p.resize(a.rows(), a.cols());
+    if (beta_noise_) {
+      fill_beta<T>(rng, p, beta_noise_->alpha(), beta_noise_->beta);
+      p.array() = sigmoid(a.array() + beta_noise_->scale() * p.array());
+    } else {
+      p.array() = sigmoid(a.array());
+    }
+  }
+
   /// Eq. 14's value on p, or 0 without the penalty.
   T kl_value(const Matrix<T>& p) const { return kl_ && p.cols() > 0 ? kl_->value(p) : T(0); }
 
   std::string name_;
   std::optional<KlSparsity<T>> kl_;
+  std::optional<BetaNoise<T>> beta_noise_;
   Parameter<T> threshold_;
   Matrix<T> scores_;
   bool trained_ = false;
@@ -170,25 +168,21 @@ class SigmoidBernoulliGate : public GateBase<Derived, T> {
  public:
   SigmoidBernoulliGate(Index units, const char* kind, std::string name, std::optional<KlSparsity<T>> kl,
                        std::optional<BetaNoise<T>> beta_noise = std::nullopt)
-      : Base(units, kind, std::move(name), T(0.5), kl), beta_noise_(beta_noise) {
-    if (beta_noise_) beta_noise_->validate(kind);
-  }
+      : Base(units, kind, std::move(name), T(0.5), kl, beta_noise) {}
 
   void compute(const MatrixCRef<T>& a, Matrix<T>& h, Context<T>& ctx) {
     if (!ctx.training()) {
       this->scores_.resize(a.rows(), a.cols());
-      this->scores_.array() = sigmoid(a.array() + noise_mean());
+      this->scores_.array() = sigmoid(a.array() + this->noise_mean());
       this->eval_binary(h);
       return;
     }
-    sigmoid_with_beta_noise<T>(a, beta_noise_, ctx.generator(), p_);
+    this->sigmoid_with_noise(a, ctx.generator(), p_);
     fill_bernoulli<T>(ctx.generator(), p_, h);
   }
 
   /// p = sigm(a + noise) of the last training forward (`units x batch`).
   const Matrix<T>& probabilities() const { return p_; }
-  /// E[noise]: what evaluation adds to a (0 without Beta noise).
-  T noise_mean() const { return beta_noise_mean(beta_noise_); }
 
   /// Eq. 14 on the last training forward's p (0 without a KL penalty): add it to the reported criterion.
   T sparsity_penalty() const { return this->kl_value(p_); }
@@ -196,7 +190,6 @@ class SigmoidBernoulliGate : public GateBase<Derived, T> {
   ParameterList<T> parameters() { return {&this->threshold_}; }
 
  protected:
-  std::optional<BetaNoise<T>> beta_noise_;
   Matrix<T> p_;
 };
 

@@ -39,18 +39,17 @@ class StochasticTimesSmooth : public internal::GateBase<StochasticTimesSmooth<T>
   /// Throws stoch::Error naming the option when one is out of its domain.
   explicit StochasticTimesSmooth(Index units, StochasticTimesSmoothOptions<T> options = {},
                                  std::string name = "sts")
-      : Base(units, "StochasticTimesSmooth", std::move(name), T(0.5), options.kl), options_(options) {
-    if (options_.beta_noise) options_.beta_noise->validate("StochasticTimesSmooth");
-  }
+      : Base(units, "StochasticTimesSmooth", std::move(name), T(0.5), options.kl, options.beta_noise),
+        options_(options) {}
 
   void compute(const MatrixCRef<T>& a, Matrix<T>& h, Context<T>& ctx) {
     if (!ctx.training()) {
       this->scores_.resize(a.rows(), a.cols());
-      this->scores_.array() = sigmoid(a.array() + noise_mean()).sqrt();
+      this->scores_.array() = sigmoid(a.array() + this->noise_mean()).sqrt();
       this->eval_valued(h);
       return;
     }
-    internal::sigmoid_with_beta_noise<T>(a, options_.beta_noise, ctx.generator(), p_);
+    this->sigmoid_with_noise(a, ctx.generator(), p_);
     h.array() = p_.array().sqrt();
     b_.resize(a.rows(), a.cols());
     fill_bernoulli<T>(ctx.generator(), h, b_);
@@ -67,8 +66,6 @@ class StochasticTimesSmooth : public internal::GateBase<StochasticTimesSmooth<T>
 
   /// p = sigm(a + noise) of the last training forward (`units x batch`).
   const Matrix<T>& probabilities() const { return p_; }
-  /// E[noise]: what evaluation adds to a (0 without Beta noise).
-  T noise_mean() const { return internal::beta_noise_mean(options_.beta_noise); }
   /// Eq. 14 on the last training forward's p (0 without a KL penalty).
   T sparsity_penalty() const { return this->kl_value(p_); }
   const StochasticTimesSmoothOptions<T>& options() const { return options_; }
