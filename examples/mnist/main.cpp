@@ -171,6 +171,14 @@ int main(int argc, char** argv) {
   app.add_option("--weight-decay", settings.weight_decay,
                  "L2 weight decay of every weight matrix, every variant (not in the paper; 0: none)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--input-dropout", settings.input_dropout,
+                 "dropout rate of the input pixels in training, every variant but straight-through (not in the "
+                 "paper; 0: none)")
+      ->check(CLI::Range(0.0, 0.95))->capture_default_str();
+  app.add_option("--st-input-dropout", settings.st_input_dropout,
+                 "dropout rate of the straight-through variant's input pixels (not in the paper; 0: none; default "
+                 "chosen on validation)")
+      ->check(CLI::Range(0.0, 0.95))->capture_default_str();
   app.add_option("--gate-init-norm", settings.gate_init_norm,
                  "initial norm of every gate unit's incoming weights (0: as drawn, Glorot-uniform), but for ST")
       ->check(CLI::NonNegativeNumber)->capture_default_str();

@@ -18,6 +18,7 @@
 #include <stoch/gates/threshold.hpp>
 #include <stoch/graph/sequential.hpp>
 #include <stoch/io/serialization.hpp>
+#include <stoch/layers/dropout.hpp>
 #include <stoch/layers/linear.hpp>
 #include <stoch/layers/softmax_cross_entropy.hpp>
 #include <stoch/layers/tanh.hpp>
@@ -38,6 +39,7 @@ struct VariantConfig {
   double momentum = 0.0;                   ///< App. A.4: momentum for STS (ours: straight-through too)
   double max_norm = 0.0;                   ///< bound on every unit's incoming weight norm
   double weight_decay = 0.0;               ///< L2 weight decay of every weight matrix (not in the paper); 0: none
+  double input_dropout = 0.0;              ///< dropout rate of the input pixels in training (not in the paper); 0: none
   double gate_init_norm = 0.0;             ///< initial norm of every gate unit's incoming weights; 0: Glorot draw
   T gate_bias = 0;                         ///< initial bias of the gate pre-activations (gater.gate.b)
   bool calibrate = false;                  ///< App. A.3: threshold calibrated to the target density on valid
@@ -64,7 +66,7 @@ concept Thresholded = requires(G& g, const G& cg) {
 template <class G>
 using Gater = stoch::Sequential<stoch::Linear<T>, stoch::Tanh<T>, stoch::Linear<T>, G>;
 template <class G>
-using Net = stoch::Sequential<stoch::GatedLayer<Gater<G>>, stoch::Linear<T>>;
+using Net = stoch::Sequential<stoch::Dropout<T>, stoch::GatedLayer<Gater<G>>, stoch::Linear<T>>;
 
 template <class G>
 class Trainer {
@@ -78,7 +80,7 @@ class Trainer {
         progress_(progress),
         init_rng_(settings.seed, stream_of(spec.id, kInitStream)),
         train_rng_(settings.seed, stream_of(spec.id, kTrainStream)),
-        net_(build(std::move(gate), config_.units, init_rng_)),
+        net_(build(std::move(gate), config_.units, config_.input_dropout, init_rng_)),
         sgd_(net_.parameters(), {.learning_rate = static_cast<T>(settings.learning_rate),
                                  .momentum = static_cast<T>(config_.momentum)}) {
     layer().gater().template get<2>().bias().value.setConstant(config_.gate_bias);
@@ -160,14 +162,17 @@ class Trainer {
  private:
   using Layer0 = stoch::GatedLayer<Gater<G>>;
 
-  static Net<G> build(G gate, Index units, stoch::Generator& init) {
+  /// The input dropout comes first and at rate 0 is the identity that draws nothing (the default: every
+  /// run without --input-dropout is the same, draw for draw, as before the layer existed).
+  static Net<G> build(G gate, Index units, double input_dropout, stoch::Generator& init) {
     Gater<G> gater(stoch::Linear<T>(stoch::kMnistPixels, 400, init, "gater.hidden"), stoch::Tanh<T>(400),
                    stoch::Linear<T>(400, units, init, "gater.gate"), std::move(gate));
     const stoch::Linear<T> expert(stoch::kMnistPixels, units, init, "expert");
-    return Net<G>(Layer0(std::move(gater), expert, "expert"), stoch::Linear<T>(units, 10, init, "output"));
+    return Net<G>(stoch::Dropout<T>(stoch::kMnistPixels, static_cast<T>(input_dropout)),
+                  Layer0(std::move(gater), expert, "expert"), stoch::Linear<T>(units, 10, init, "output"));
   }
 
-  Layer0& layer() { return net_.template get<0>(); }
+  Layer0& layer() { return net_.template get<1>(); }
   G& gate() { return layer().gater().last(); }
 
   // ---------------------------------------------------------------- training

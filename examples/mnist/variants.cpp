@@ -66,6 +66,7 @@ TrainedVariant train(const VariantSpec& spec, const Settings& s, VariantConfig c
     config.settings.insert(config.settings.begin() + 2, {"learning_rate_decay_per_epoch", str(s.learning_rate_decay)});
   if (config.weight_decay > 0)  // (only when used, as the rate decay)
     config.settings.push_back({"weight_decay", str(config.weight_decay)});
+  if (config.input_dropout > 0) config.settings.push_back({"input_dropout", str(config.input_dropout)});
   if (config.gate_init_norm > 0) config.settings.push_back({"gate_init_norm", str(config.gate_init_norm)});
   if (s.average_decay > 0) {
     config.settings.push_back({"average_decay_per_step", str(s.average_decay)});
@@ -87,6 +88,7 @@ VariantConfig shared_config(const Settings& s) {
   VariantConfig config;
   config.max_norm = s.max_norm;
   config.weight_decay = s.weight_decay;
+  config.input_dropout = s.input_dropout;
   config.gate_init_norm = s.gate_init_norm;
   return config;
 }
@@ -157,6 +159,7 @@ TrainedVariant run_variant(const VariantSpec& spec, const Settings& s, const sto
       config.momentum = s.momentum_st;
       config.max_norm = s.st_max_norm;
       config.gate_init_norm = s.st_gate_init_norm;
+      config.input_dropout = s.st_input_dropout;
       config.settings.push_back({"estimator", s.st_sigmoid_derivative ? "dL/da = dL/dh sigm'(a)"
                                                                       : "dL/da = dL/dh (no sigmoid derivative)"});
       config.settings.push_back({"kl_gradient", s.st_kl_straight_through ? "on p, passed to a unchanged"

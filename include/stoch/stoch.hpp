@@ -26,6 +26,7 @@
 #include "stoch/gates/threshold.hpp"
 #include "stoch/graph/sequential.hpp"
 #include "stoch/io/serialization.hpp"
+#include "stoch/layers/dropout.hpp"
 #include "stoch/layers/layer.hpp"
 #include "stoch/layers/linear.hpp"
 #include "stoch/layers/rectifier.hpp"

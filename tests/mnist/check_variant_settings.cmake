@@ -4,6 +4,7 @@
 # its own default max-norm (4) and takes the shared gate initial norm (1.5); `--st-kl-straight-through` must
 # reach straight-through's KL gradient; straight-through's default momentum (0.7) must not reach SBN (0, App. A.4:
 # momentum hurt SBN), nor SBN's default KL strength (0.03) straight-through (0.003). `--weight-decay` reaches both;
+# `--input-dropout` reaches SBN and `--st-input-dropout` straight-through;
 # `--st-beta-noise` reaches straight-through only, with its gate bias moved by the noise mean (so that p starts at
 # the target), and a beta that has no Beta mode (<= 1) is refused before anything runs. Prints "SKIPPED: MNIST
 # data not found" when `mnist` exits with 77.
@@ -15,7 +16,7 @@ endif()
 run_mnist_expecting_success(--variants straight-through,sbn --epochs 1 --train-limit 640 --eval-samples 1
                             --timing-repeats 1 --threads 1 --st-max-norm 3 --gate-init-norm 1.5
                             --st-gate-init-norm 2.5 --st-kl-straight-through --weight-decay 0.0001
-                            --st-beta-noise 40.1)
+                            --st-beta-noise 40.1 --input-dropout 0.2 --st-input-dropout 0.1)
 file(READ ${OUT}/results.json json)
 string(JSON count LENGTH "${json}" variants)
 if(NOT count EQUAL 2)
@@ -31,8 +32,15 @@ foreach(i RANGE ${last})
   string(JSON weight_decay GET "${json}" variants ${i} settings weight_decay)
   string(JSON bias GET "${json}" variants ${i} settings gate_bias_init)
   string(JSON beta_noise ERROR_VARIABLE no_beta_noise GET "${json}" variants ${i} settings beta_noise)
-  if(NOT weight_decay STREQUAL "0.0001")
-    message(FATAL_ERROR "${name}: weight_decay '${weight_decay}' (expected 0.0001)")
+  string(JSON input_dropout GET "${json}" variants ${i} settings input_dropout)
+  if(name STREQUAL "straight-through")
+    set(expected_dropout 0.1)
+  else()
+    set(expected_dropout 0.2)
+  endif()
+  if(NOT weight_decay STREQUAL "0.0001" OR NOT input_dropout STREQUAL expected_dropout)
+    message(FATAL_ERROR "${name}: weight_decay '${weight_decay}' (expected 0.0001), input_dropout '${input_dropout}' "
+                        "(expected ${expected_dropout})")
   endif()
   if(name STREQUAL "straight-through")
     set(expected 3)
@@ -66,5 +74,5 @@ foreach(i RANGE ${last})
                         "sparsity '${sparsity}' (expected '${expected_sparsity}')")
   endif()
 endforeach()
-message(STATUS "per-variant max-norms, gate initial norms, momenta, KL strengths, the KL gradient, the weight decay "
-               "and the Beta noise reach their variants")
+message(STATUS "per-variant max-norms, gate initial norms, momenta, KL strengths, the KL gradient, the weight decay, "
+               "the input dropout and the Beta noise reach their variants")
