@@ -71,6 +71,13 @@ bool is_weight_matrix(const Parameter<T>& p) {
   return p.trainable && p.value.cols() > 1 && p.value.rows() > 1;
 }
 
+/// The domain of a weight-decay coefficient, checked where it is set and where the optimiser reads it.
+template <class T>
+void check_weight_decay(const std::string& what, T coefficient) {
+  if (!(coefficient >= T(0) && std::isfinite(coefficient)))
+    fail(what + " must be finite and >= 0, got " + std::to_string(coefficient));
+}
+
 }  // namespace internal
 
 /// What `parameters()` returns: non-owning pointers, valid while the layer lives and is not moved.
@@ -99,8 +106,7 @@ void set_max_norm(const ParameterList<T>& list, T bound) {
 /// Sets the L2 weight decay of every trainable weight matrix (not the biases, as for the max-norm bound).
 template <class T>
 void set_weight_decay(const ParameterList<T>& list, T coefficient) {
-  if (!(coefficient >= T(0) && std::isfinite(coefficient)))
-    internal::fail("set_weight_decay: coefficient must be finite and >= 0, got " + std::to_string(coefficient));
+  internal::check_weight_decay("set_weight_decay: coefficient", coefficient);
   for (Parameter<T>* p : list)
     if (internal::is_weight_matrix(*p)) p->weight_decay = coefficient;
 }

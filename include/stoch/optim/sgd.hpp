@@ -3,7 +3,6 @@
 // an optional L2 weight decay (not in the paper).
 #pragma once
 
-#include <cmath>
 #include <cstddef>
 #include <string>
 #include <utility>
@@ -103,8 +102,7 @@ class Sgd {
       internal::check_non_negative((where() + ": learning_rate_scale").c_str(), p.learning_rate_scale);
     if (p.max_norm && !(*p.max_norm > T(0)))
       internal::check_positive((where() + ": max_norm").c_str(), *p.max_norm);
-    if (!(p.weight_decay >= T(0) && std::isfinite(p.weight_decay)))
-      internal::fail(where() + ": weight_decay must be finite and >= 0, got " + std::to_string(p.weight_decay));
+    internal::check_weight_decay(where() + ": weight_decay", p.weight_decay);
   }
 
   static void size_velocity(Parameter<T>& p) {
