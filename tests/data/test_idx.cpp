@@ -2,60 +2,20 @@
 // with a message naming the file and the problem, before anything is allocated for the payload.
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include <stoch/data/idx.hpp>
-#include <stoch/data/mnist.hpp>
 
 #include "support/catch.hpp"
+#include "support/idx_files.hpp"
 
-namespace {
+using stoch::test::Bytes;
+using stoch::test::images_file;
+using stoch::test::labels_file;
+using stoch::test::put_u32;
+using stoch::test::TempDir;
 
-using Bytes = std::vector<std::uint8_t>;
-
-void put_u32(Bytes& bytes, std::uint32_t value) {
-  for (int shift = 24; shift >= 0; shift -= 8) bytes.push_back(static_cast<std::uint8_t>(value >> shift));
-}
-
-/// A valid images file: `count` images of `rows x cols`, pixel k of the file = k mod 256.
-Bytes images_file(std::uint32_t count, std::uint32_t rows, std::uint32_t cols) {
-  Bytes bytes;
-  put_u32(bytes, stoch::kIdxImagesMagic);
-  put_u32(bytes, count);
-  put_u32(bytes, rows);
-  put_u32(bytes, cols);
-  for (std::uint32_t k = 0; k < count * rows * cols; ++k) bytes.push_back(static_cast<std::uint8_t>(k % 256));
-  return bytes;
-}
-
-Bytes labels_file(const std::vector<std::uint8_t>& labels) {
-  Bytes bytes;
-  put_u32(bytes, stoch::kIdxLabelsMagic);
-  put_u32(bytes, static_cast<std::uint32_t>(labels.size()));
-  bytes.insert(bytes.end(), labels.begin(), labels.end());
-  return bytes;
-}
-
-/// A fresh directory under the system's temporary directory, removed at the end of the test.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    path = std::filesystem::temp_directory_path() /
-           ("stoch_test_idx_" + std::to_string(reinterpret_cast<std::uintptr_t>(this)) + "_" +
-            std::to_string(std::hash<std::string>{}(Catch::getResultCapture().getCurrentTestName())));
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::filesystem::path write(const std::string& name, const Bytes& bytes) const {
-    std::ofstream(path / name, std::ios::binary)
-        .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    return path / name;
-  }
-};
-
-}  // namespace
 
 TEST_CASE("parse_idx reads images and labels, big-endian, row-major") {
   const Bytes file = images_file(2, 3, 4);
@@ -188,26 +148,3 @@ TEST_CASE("read_idx without zlib explains how to read a gzip'd file") {
   REQUIRE_THROWS_MESSAGE(stoch::read_idx(dir.write("x.gz", gz_magic)), "built without zlib");
 }
 #endif
-
-TEST_CASE("load_mnist splits the last 10,000 training examples off for validation") {
-  TempDir dir;
-  constexpr std::uint32_t n = 10003;
-  std::vector<std::uint8_t> labels(n);
-  for (std::uint32_t i = 0; i < n; ++i) labels[i] = static_cast<std::uint8_t>(i % 10);
-  dir.write(stoch::kMnistFiles[0], images_file(n, 28, 28));
-  dir.write(stoch::kMnistFiles[1], labels_file(labels));
-  dir.write(stoch::kMnistFiles[2], images_file(2, 28, 28));
-  dir.write(stoch::kMnistFiles[3], labels_file({5, 6}));
-  const stoch::Mnist<float> mnist = stoch::load_mnist<float>(dir.path);
-  REQUIRE(mnist.train.size() == 3);
-  REQUIRE(mnist.valid.size() == 10000);
-  REQUIRE(mnist.test.size() == 2);
-  REQUIRE(mnist.valid.labels.front() == 3);
-  REQUIRE(mnist.valid.images(0, 0) == Approx(static_cast<float>((3 * 784) % 256) / 255.0f));
-  REQUIRE(stoch::load_mnist<float>(dir.path, 2).train.size() == 2);
-
-  dir.write(stoch::kMnistFiles[3], labels_file({5, 6, 7}));
-  REQUIRE_THROWS_MESSAGE(stoch::load_mnist<float>(dir.path), "holds 2 images but");
-  std::filesystem::remove(dir.path / stoch::kMnistFiles[3]);
-  REQUIRE_THROWS_MESSAGE(stoch::load_mnist<float>(dir.path), "fetch-mnist");
-}

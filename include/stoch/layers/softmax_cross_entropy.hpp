@@ -40,16 +40,16 @@ class SoftmaxCrossEntropy {
                        std::to_string(j) + " is out of range [0, " + std::to_string(classes_) + ")");
       labels_[j] = label;
     }
-    // Shift by the column max so exp never overflows; log-sum-exp gives the loss directly.
+    // Shift by the column max so exp never overflows; the loss is log-sum-exp minus the label's shifted
+    // logit, read before exp: log(exp(s)) would be -Inf once exp(s) underflows (s < -103 in float, a
+    // confident wrong prediction), and a finite loss would be refused as non-finite.
     probabilities_ = logits;
     probabilities_.rowwise() -= probabilities_.colwise().maxCoeff();
+    ctx.example_loss.resize(batch);
+    for (Index j = 0; j < batch; ++j) ctx.example_loss[j] = -probabilities_(labels_[j], j);
     probabilities_.array() = probabilities_.array().exp();
     const RowVector<T> sums = probabilities_.colwise().sum();
-    ctx.example_loss.resize(batch);
-    for (Index j = 0; j < batch; ++j) {
-      const T shifted_logit = std::log(probabilities_(labels_[j], j));
-      ctx.example_loss[j] = std::log(sums[j]) - shifted_logit;
-    }
+    for (Index j = 0; j < batch; ++j) ctx.example_loss[j] += std::log(sums[j]);
     // NaN or Inf in the logits (from the input, or from diverging weights) gives a non-finite loss;
     // training must stop there with a message rather than carry NaN into every parameter.
     for (Index j = 0; j < batch; ++j)
