@@ -3,6 +3,7 @@
 #define EIGEN_RUNTIME_NO_MALLOC
 #include <limits>
 #include <stdexcept>
+#include <utility>
 #define eigen_assert(x)                                                                 \
   do {                                                                                  \
     if (!(x)) throw std::runtime_error("Eigen assertion failed: " #x);                  \
@@ -148,6 +149,41 @@ TEMPLATE_TEST_CASE("Weight decay adds weight_decay * value to the gradient of we
   Sgd<T> plain_sgd({&alone}, {.learning_rate = T(0.2)});
   plain_sgd.step();
   CHECK(alone.value.isApprox(T(0.9) * a0));
+}
+
+// step() updates velocity, value and gradient chunk by chunk (one pass over memory); every entry must get
+// exactly what the whole-matrix statements of the documented update give, so that training runs made before
+// the chunking reproduce bit for bit. Sizes straddle the chunk (8 KB: 2048 floats, 1024 doubles).
+TEMPLATE_TEST_CASE("Sgd's chunked update gives exactly the whole-matrix statements", "[sgd]", float, double) {
+  using T = TestType;
+  const std::pair<Index, Index> shapes[] = {{1, 1},    {7, 3},   {1023, 1}, {1025, 1},
+                                            {2047, 1}, {32, 64}, {2049, 1}, {50, 100}};
+  for (const T momentum : {T(0), T(0.9)})
+    for (const T decay : {T(0), T(3e-4)})
+      for (const auto& [rows, cols] : shapes) {
+        CAPTURE(momentum, decay, rows, cols);
+        const auto seed = static_cast<std::uint64_t>(rows * 131 + cols);
+        Parameter<T> p = make_parameter<T>("w", rows, cols, seed);
+        p.weight_decay = decay;
+        p.learning_rate_scale = T(0.5);
+        p.velocity = test::random_matrix<T>(rows, cols, seed + 1, T(0.1));
+        Matrix<T> value = p.value, velocity = p.velocity;
+        Sgd<T> sgd({&p}, {.learning_rate = T(0.1), .momentum = momentum});
+        for (int step = 0; step < 3; ++step) {
+          const Matrix<T> grad = test::random_matrix<T>(rows, cols, seed + 2 + static_cast<std::uint64_t>(step));
+          p.grad = grad;
+          sgd.step();
+          const T rate = T(0.1) * T(0.5);
+          if (decay > T(0))
+            velocity = momentum * velocity - rate * (grad + decay * value);
+          else
+            velocity = momentum * velocity - rate * grad;
+          value += velocity;
+          CHECK(p.velocity == velocity);
+          CHECK(p.value == value);
+          CHECK(p.grad.isZero(0));
+        }
+      }
 }
 
 TEST_CASE("Sgd::step allocates nothing once sized", "[sgd]") {

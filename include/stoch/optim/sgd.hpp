@@ -3,6 +3,7 @@
 // an optional L2 weight decay (not in the paper).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <utility>
@@ -49,14 +50,8 @@ class Sgd {
       if (!p.trainable) continue;
       check_parameter(p);
       size_velocity(p);
-      const T rate = options_.learning_rate * p.learning_rate_scale;
-      if (p.weight_decay > T(0))
-        p.velocity = options_.momentum * p.velocity - rate * (p.grad + p.weight_decay * p.value);
-      else
-        p.velocity = options_.momentum * p.velocity - rate * p.grad;
-      p.value += p.velocity;
+      update(p, options_.momentum, options_.learning_rate * p.learning_rate_scale);
       if (p.max_norm) apply_max_norm(p, *p.max_norm, norms_[k]);
-      p.grad.setZero();
     }
   }
 
@@ -103,6 +98,29 @@ class Sgd {
     if (p.max_norm && !(*p.max_norm > T(0)))
       internal::check_positive((where() + ": max_norm").c_str(), *p.max_norm);
     internal::check_weight_decay(where() + ": weight_decay", p.weight_decay);
+  }
+
+  /// Entries per chunk of update(): the chunk's velocity, gradient and value (8 KB each) stay in L1 from
+  /// one statement to the next.
+  static constexpr Index kChunk = 8192 / static_cast<Index>(sizeof(T));
+
+  /// velocity = momentum * velocity - rate * (grad + weight_decay * value); value += velocity; grad = 0,
+  /// chunk by chunk: one pass over memory instead of three (the MNIST network's 2.7 M parameters do not fit
+  /// in L2). Each entry gets the same operations as from whole-matrix statements, so results are unchanged.
+  static void update(Parameter<T>& p, T momentum, T rate) {
+    using Chunk = Eigen::Map<Vector<T>>;
+    const Index size = p.value.size();
+    for (Index first = 0; first < size; first += kChunk) {
+      const Index count = std::min(kChunk, size - first);
+      Chunk velocity(p.velocity.data() + first, count), grad(p.grad.data() + first, count),
+          value(p.value.data() + first, count);
+      if (p.weight_decay > T(0))
+        velocity = momentum * velocity - rate * (grad + p.weight_decay * value);
+      else
+        velocity = momentum * velocity - rate * grad;
+      value += velocity;
+      grad.setZero();
+    }
   }
 
   static void size_velocity(Parameter<T>& p) {
