@@ -5,10 +5,13 @@
 //                      expert: Linear(784, 2000) ) -> Linear(2000, 10) -> softmax cross-entropy
 //
 //   BM_MnistStep/<gate>/<path>: forward, loss, backward, SGD step (learning rate 1e-5 so that the gate
-//   density stays where it starts during the measurement). Inputs are uniform [0, 1] "pixels", labels fixed.
-//   The gater's output bias is set so that about 10% of the gates open (the paper's target density).
+//   density stays where it starts during the measurement), without dL/dx of the input (as the example).
+//   BM_MnistStepInputGradient/<impl>/<path>: straight-through with (0) and without (1) that dL/dx.
+//   Inputs are uniform [0, 1] "pixels", labels fixed. The gater's output bias is set so that about 10% of
+//   the gates open (the paper's target density).
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -30,8 +33,11 @@ using stoch::Index;
 using T = float;
 constexpr Index kBatch = 32;
 
+/// One training step per iteration; `path` 0 = dense expert, 1 = the layer's choice; `input_gradient`:
+/// whether the network computes dL/dx of its input (the pixels), which no one reads. The MNIST example
+/// turns it off (Sequential::set_input_gradient(false)), and so do the BM_MnistStep entries.
 template <class Gate>
-void mnist_step(benchmark::State& state, Gate gate, T gate_bias) {
+void mnist_step(benchmark::State& state, Gate gate, T gate_bias, std::int64_t path, bool input_gradient) {
   using stoch::Linear;
   using Gater = stoch::Sequential<Linear<T>, stoch::Tanh<T>, Linear<T>, Gate>;
   stoch::Generator rng(2013);
@@ -39,8 +45,9 @@ void mnist_step(benchmark::State& state, Gate gate, T gate_bias) {
               std::move(gate));
   gater.template get<2>().bias().value.setConstant(gate_bias);
   stoch::GatedLayer<Gater> gated(std::move(gater), Linear<T>(784, 2000, rng));
-  gated.set_path(state.range(0) == 0 ? stoch::ExpertPath::dense : stoch::ExpertPath::automatic);
+  gated.set_path(path == 0 ? stoch::ExpertPath::dense : stoch::ExpertPath::automatic);
   stoch::Sequential network(std::move(gated), Linear<T>(2000, 10, rng, "output"));
+  network.set_input_gradient(input_gradient);
   stoch::SoftmaxCrossEntropy<T> loss(10);
   stoch::Sgd<T> sgd(network.parameters(), {.learning_rate = T(1e-5)});
 
@@ -64,10 +71,18 @@ void mnist_step(benchmark::State& state, Gate gate, T gate_bias) {
 
 template <class MakeGate>
 void register_network(const std::string& name, MakeGate make, T gate_bias) {
-  benchmark::RegisterBenchmark(("BM_MnistStep/" + name).c_str(),
-                               [=](benchmark::State& state) { mnist_step(state, make(), gate_bias); })
-      ->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark(("BM_MnistStep/" + name).c_str(), [=](benchmark::State& state) {
+    mnist_step(state, make(), gate_bias, state.range(0), false);
+  })->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
 }
+
+/// BM_MnistStepInputGradient/<impl>/<path>, straight-through: <impl> 0 = the input's dL/dx computed (as
+/// every step did before set_input_gradient), 1 = skipped. A same-run comparison; the parameter gradients,
+/// hence the training, are identical.
+void BM_MnistStepInputGradient(benchmark::State& state) {
+  mnist_step(state, stoch::StraightThrough<T>(2000), T(-2.2), state.range(1), state.range(0) == 0);
+}
+BENCHMARK(BM_MnistStepInputGradient)->ArgsProduct({{0, 1}, {0, 1}})->Unit(benchmark::kMicrosecond);
 
 // Gater output biases for ~10% open gates (the gater's pre-activations have a standard deviation of
 // about 0.3 at initialisation): noisy rectifier P(a + z > 0) with z ~ N(0, 1); sigm(a) = 0.1 for the

@@ -83,6 +83,7 @@ class Trainer {
         net_(build(std::move(gate), config_.units, config_.input_dropout, init_rng_)),
         sgd_(net_.parameters(), {.learning_rate = static_cast<T>(settings.learning_rate),
                                  .momentum = static_cast<T>(config_.momentum)}) {
+    net_.set_input_gradient(false);  // dL/dpixels is never read: the parameter gradients are the same
     layer().gater().template get<2>().bias().value.setConstant(config_.gate_bias);
     if (config_.gate_init_norm > 0)  // every gate unit starts at this norm (README.md, "Choices")
       stoch::set_unit_norms(layer().gater().template get<2>().weight(), static_cast<T>(config_.gate_init_norm));

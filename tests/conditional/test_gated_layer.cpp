@@ -89,6 +89,55 @@ TEMPLATE_TEST_CASE("GatedLayer: sparse forward and every gradient equal the dens
     }
 }
 
+// set_input_gradient(false), for a first layer: the expert's and the gater's shares of dL/dx are skipped
+// (the gater's first Linear is told too), every parameter gradient is bit for bit the same, and backward
+// returns an empty matrix; turned back on, dL/dx is computed again. Both paths, both list layouts, a padded
+// stride (in = 1024) and a cache-chunked batch (with a 256 KiB chunk budget).
+TEMPLATE_TEST_CASE("GatedLayer: without dL/dx, the parameter gradients are exactly the same", "[gated_layer]",
+                   float, double) {
+  using T = TestType;
+  const Shape shapes[] = {{37, 19, 5}, {16, 64, 17}, {50, 1001, 300}, {20, 1024, 9}};
+  std::uint64_t seed = 500;
+  for (const Shape& shape : shapes)
+    for (const double density : {0.05, 0.3, 1.0})
+      for (const auto& [path, layout] : {std::pair{ExpertPath::dense, ListLayout::by_unit},
+                                         std::pair{ExpertPath::sparse, ListLayout::by_unit},
+                                         std::pair{ExpertPath::sparse, ListLayout::by_example}}) {
+        CAPTURE(shape.units, shape.in, shape.batch, density, path == ExpertPath::dense, layout == ListLayout::by_unit);
+        const Matrix<T> mask = test::exact_mask<T>(shape.units, shape.batch, density, ++seed);
+        const Matrix<T> x = test::random_matrix<T>(shape.in, shape.batch, ++seed);
+        const Matrix<T> dy = test::random_matrix<T>(shape.units, shape.batch, ++seed);
+        Generator rng(1);
+        Context<T> ctx(Mode::train, rng);
+        auto with = mask_layer<T>(shape.in, shape.units, mask, path);
+        auto without = mask_layer<T>(shape.in, shape.units, mask, path);
+        for (auto* layer : {&with, &without}) {
+          layer->set_list_layout(layout);
+          layer->set_chunk_bytes(256 * 1024);
+        }
+        without.set_input_gradient(false);
+        CHECK_FALSE(without.input_gradient());
+        CHECK_FALSE(without.gater().template get<0>().input_gradient());
+
+        with.forward(x, ctx);
+        without.forward(x, ctx);
+        const Matrix<T> dx = with.backward(dy, ctx);
+        CHECK(dx.rows() == shape.in);
+        CHECK(without.backward(dy, ctx).size() == 0);
+        const ParameterList<T> a = with.parameters(), b = without.parameters();
+        REQUIRE(a.size() == b.size());
+        for (std::size_t k = 0; k < a.size(); ++k) {
+          CAPTURE(a[k]->name);
+          CHECK(a[k]->grad == b[k]->grad);
+        }
+
+        without.set_input_gradient(true);
+        CHECK(without.gater().template get<0>().input_gradient());
+        without.forward(x, ctx);
+        CHECK(without.backward(dy, ctx) == dx);
+      }
+}
+
 TEST_CASE("GatedLayer: gradients match central finite differences on both paths", "[gated_layer]") {
   using Gater = Sequential<Linear<double>, Tanh<double>, Linear<double>, test::SquaredRectifier<double>>;
   for (const ExpertPath path : {ExpertPath::dense, ExpertPath::sparse, ExpertPath::automatic}) {

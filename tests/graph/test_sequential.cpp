@@ -90,3 +90,50 @@ TEST_CASE("Sequential refuses layers whose sizes do not chain, naming them", "[s
   Context<float> ctx(Mode::eval, rng);
   REQUIRE_THROWS_MESSAGE(ok.forward(Matrix<float>::Zero(3, 2), ctx), "Linear::forward: input: shape mismatch");
 }
+
+namespace {
+
+/// Tanh that counts its backward calls: a layer whose backward only propagates.
+struct CountingTanh : Tanh<double> {
+  using Tanh<double>::Tanh;
+  const Matrix<double>& backward(const MatrixCRef<double>& dy, Context<double>& ctx) {
+    ++calls;
+    return Tanh<double>::backward(dy, ctx);
+  }
+  int calls = 0;
+};
+
+}  // namespace
+
+// set_input_gradient(false): the leading layers that only propagate (here a counting Tanh, as an input
+// dropout would be) are not run backward, the first Linear skips its W^T dy, the result is empty, and every
+// parameter gradient is exactly what the full backward gives.
+TEST_CASE("Sequential without dL/dx skips the leading propagating layers and tells the first Linear",
+          "[sequential]") {
+  using Chain = Sequential<CountingTanh, Linear<double>, Rectifier<double>, Linear<double>>;
+  static_assert(OptionalInputGradient<Chain> && !backward_only_propagates<Chain>);
+  Generator rng(9);
+  Linear<double> first(5, 7, rng, "first"), second(7, 3, rng, "second");
+  Chain with(CountingTanh(5), first, Rectifier<double>(7), second), without = with;
+  without.set_input_gradient(false);
+  CHECK_FALSE(without.get<1>().input_gradient());
+  CHECK(without.get<3>().input_gradient());  // only the bottom layer is told
+
+  const Matrix<double> x = test::random_matrix<double>(5, 4, 1), dy = test::random_matrix<double>(3, 4, 2);
+  Context<double> ctx(Mode::train, rng);
+  with.forward(x, ctx);
+  without.forward(x, ctx);
+  CHECK(with.backward(dy, ctx).rows() == 5);
+  CHECK(without.backward(dy, ctx).size() == 0);
+  CHECK(with.get<0>().calls == 1);
+  CHECK(without.get<0>().calls == 0);
+  const ParameterList<double> a = with.parameters(), b = without.parameters();
+  REQUIRE(a.size() == b.size());
+  for (std::size_t k = 0; k < a.size(); ++k) CHECK(a[k]->grad == b[k]->grad);
+
+  without.set_input_gradient(true);
+  CHECK(without.get<1>().input_gradient());
+  without.forward(x, ctx);
+  CHECK(without.backward(dy, ctx).rows() == 5);
+  CHECK(without.get<0>().calls == 1);
+}

@@ -42,6 +42,18 @@ static_assert(skips_in_training<Rectifier<float>>);
 static_assert(!skips_in_training<StraightThrough<float>>);
 static_assert(!skips_in_training<NoisySigmoid<float>>);
 
+// The optional input-gradient members: layers whose dL/dx costs a product can skip it; the layers whose
+// backward only propagates say so (a chain of them does too); gates update state in backward and do not.
+static_assert(OptionalInputGradient<Linear<float>> && OptionalInputGradient<Sequential<Linear<float>, Tanh<float>>>);
+static_assert(OptionalInputGradient<GatedLayer<Sequential<Linear<double>, StraightThrough<double>>>>);
+static_assert(!OptionalInputGradient<Tanh<float>> && !OptionalInputGradient<StraightThrough<float>>);
+static_assert(backward_only_propagates<Tanh<float>> && backward_only_propagates<Sigmoid<double>> &&
+              backward_only_propagates<Rectifier<float>> && backward_only_propagates<Dropout<float>> &&
+              backward_only_propagates<Sequential<Dropout<float>, Tanh<float>>>);
+static_assert(!backward_only_propagates<Linear<float>> && !backward_only_propagates<StraightThrough<float>> &&
+              !backward_only_propagates<NoisyRectifier<float>>);
+static_assert(!backward_only_propagates<Sequential<Tanh<float>, Linear<float>>>);
+
 /// Types that break one clause of the contract each.
 struct NoScalar {
   Index input_size() const { return 1; }

@@ -48,3 +48,21 @@ TEST_CASE("Linear rejects inputs of the wrong shape with a message naming both s
   REQUIRE_THROWS_MESSAGE(layer.forward(Matrix<float>::Zero(4, 0), ctx), "empty batch");
   REQUIRE_THROWS_MESSAGE(Linear<float>(0, 3), "sizes must be positive");
 }
+
+TEMPLATE_TEST_CASE("Linear without dL/dx: the same parameter gradients, an empty result", "[linear]", float, double) {
+  using T = TestType;
+  Generator rng(3);
+  Linear<T> with(6, 4, rng), without = with;
+  without.set_input_gradient(false);
+  const Matrix<T> x = test::random_matrix<T>(6, 5, 1), dy = test::random_matrix<T>(4, 5, 2);
+  Context<T> ctx(Mode::train, rng);
+  with.forward(x, ctx);
+  without.forward(x, ctx);
+  const Matrix<T> dx = with.backward(dy, ctx);
+  CHECK(without.backward(dy, ctx).size() == 0);
+  CHECK(without.weight().grad == with.weight().grad);
+  CHECK(without.bias().grad == with.bias().grad);
+  without.set_input_gradient(true);
+  without.forward(x, ctx);
+  CHECK(without.backward(dy, ctx) == dx);
+}

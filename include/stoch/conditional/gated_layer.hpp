@@ -156,7 +156,11 @@ class GatedLayer {
           if (gate_gradient_here) gate_gradient_(i, b) = d * open_expert_[flat];
       });
       const Index stride = input_.rows();
-      if (stride == input_size()) {
+      if (!input_gradient_needed_) {  // dW only: dL/dx is neither computed nor addressed
+        input_gradient_.resize(0, 0);
+        internal::sparse_expert_backward<T>(active_, coefficients_.data(), weight_.value, input_view(),
+                                            weight_.grad, input_gradient_, chunk_bytes_, false);
+      } else if (stride == input_size()) {
         input_gradient_.setZero(input_size(), dy.cols());
         internal::sparse_expert_backward<T>(active_, coefficients_.data(), weight_.value, input_view(),
                                             weight_.grad, input_gradient_, chunk_bytes_);
@@ -170,11 +174,23 @@ class GatedLayer {
       expert_gradient_.noalias() = h.cwiseProduct(dy);
       weight_.grad.noalias() += input_view() * expert_gradient_.transpose();
       bias_.grad.col(0) += expert_gradient_.rowwise().sum();
-      input_gradient_.noalias() = weight_.value * expert_gradient_;
+      if (input_gradient_needed_) input_gradient_.noalias() = weight_.value * expert_gradient_;
+      else input_gradient_.resize(0, 0);
     }
-    input_gradient_ += gater_.backward(gate_gradient(h, dy), ctx);
+    // The gater learns (and updates its state) either way; its share of dL/dx is added only when needed.
+    const Matrix<T>& gater_input_gradient = gater_.backward(gate_gradient(h, dy), ctx);
+    if (input_gradient_needed_) input_gradient_ += gater_input_gradient;
     return input_gradient_;
   }
+
+  /// false: backward computes neither the expert's share of dL/dx (W^T dH over the open pairs, or the
+  /// dense product) nor, if the gater takes the option, the gater's; it returns an empty matrix. For a
+  /// first layer, whose input is data (see layer.hpp). The parameter gradients are the same either way.
+  void set_input_gradient(bool needed) {
+    input_gradient_needed_ = needed;
+    if constexpr (OptionalInputGradient<Gater>) gater_.set_input_gradient(needed);
+  }
+  bool input_gradient() const noexcept { return input_gradient_needed_; }
 
   ParameterList<T> parameters() {
     ParameterList<T> list = gater_.parameters();
@@ -277,6 +293,7 @@ class GatedLayer {
   const Matrix<T>* gate_ = nullptr;
   Index batch_ = 0;
   bool trained_ = false, sparse_ = false, dense_expert_ = true;
+  bool input_gradient_needed_ = true;
   std::vector<T> coefficients_, open_expert_;  // flat, in the order of active_'s lists
   Matrix<T> input_, expert_, output_, expert_gradient_, gate_gradient_, input_gradient_, padded_gradient_;
 };

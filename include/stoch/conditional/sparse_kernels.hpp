@@ -564,10 +564,12 @@ inline void dot_block(const T* w, const T* const* partners, Index n, T* out, con
 }
 
 /// The fused expert backward for one unit and K of its examples, over n rows of the `in` axis:
-///   g[j]    += sum_k c[k] * x[k][j]   (dW: the unit's weight-gradient column)
-///   dx[k][j] += c[k] * w[j]           (the expert's share of dL/dx)
+///   g[j]    += sum_k c[k] * x[k][j]   (dW: the unit's weight-gradient column)       if kFixedGradient
+///   dx[k][j] += c[k] * w[j]           (the expert's share of dL/dx)                 if kPartnerGradients
 /// with c[k] = dL/dH[i, b_k] = h[i, b_k] * dy[i, b_k]. w and g are loaded once per packet for K examples.
-template <class T, int K>
+/// (By example the roles swap: see ListOperands.) A side that is not wanted (dL/dx at the bottom of a
+/// network) is neither loaded nor stored; the other side's sums are the same, in the same order.
+template <class T, int K, bool kFixedGradient = true, bool kPartnerGradients = true>
 inline void backward_block(const T* w, T* g, const T* const* partners, T* const* partner_gradients, const T* c,
                            Index n, const T* ahead, T* ahead_g) {
   using P = Packet<T>;
@@ -576,7 +578,7 @@ inline void backward_block(const T* w, T* g, const T* const* partners, T* const*
   STOCH_UNROLL
   for (int k = 0; k < K; ++k) {
     x[k] = in_register(partners[k]);
-    dx[k] = in_register(partner_gradients[k]);
+    dx[k] = kPartnerGradients ? in_register(partner_gradients[k]) : nullptr;
   }
   constexpr Index S = kPacketSize<T>;
   P coefficient[K];
@@ -585,26 +587,31 @@ inline void backward_block(const T* w, T* g, const T* const* partners, T* const*
   Index j = 0;
   for (; j + S <= n; j += S) {
     prefetch(ahead + j);
-    prefetch_for_write(ahead_g + j);
-    const P wp = Eigen::internal::ploadu<P>(w + j);
-    // Two chains for g (even and odd k): one chain of K dependent FMAs per packet was latency-bound.
-    P gp[2] = {Eigen::internal::ploadu<P>(g + j), Eigen::internal::pset1<P>(T(0))};
-    STOCH_UNROLL
-    for (int k = 0; k < K; ++k) {
-      gp[k % 2] = Eigen::internal::pmadd(coefficient[k], Eigen::internal::ploadu<P>(x[k] + j), gp[k % 2]);
-      Eigen::internal::pstoreu(dx[k] + j,
-                               Eigen::internal::pmadd(coefficient[k], wp, Eigen::internal::ploadu<P>(dx[k] + j)));
+    if constexpr (kFixedGradient) prefetch_for_write(ahead_g + j);
+    if constexpr (kFixedGradient) {
+      // Two chains for g (even and odd k): one chain of K dependent FMAs per packet was latency-bound.
+      P gp[2] = {Eigen::internal::ploadu<P>(g + j), Eigen::internal::pset1<P>(T(0))};
+      STOCH_UNROLL
+      for (int k = 0; k < K; ++k)
+        gp[k % 2] = Eigen::internal::pmadd(coefficient[k], Eigen::internal::ploadu<P>(x[k] + j), gp[k % 2]);
+      Eigen::internal::pstoreu(g + j, K > 1 ? Eigen::internal::padd(gp[0], gp[1]) : gp[0]);
     }
-    Eigen::internal::pstoreu(g + j, K > 1 ? Eigen::internal::padd(gp[0], gp[1]) : gp[0]);
+    if constexpr (kPartnerGradients) {
+      const P wp = Eigen::internal::ploadu<P>(w + j);
+      STOCH_UNROLL
+      for (int k = 0; k < K; ++k)
+        Eigen::internal::pstoreu(dx[k] + j,
+                                 Eigen::internal::pmadd(coefficient[k], wp, Eigen::internal::ploadu<P>(dx[k] + j)));
+    }
   }
   for (; j < n; ++j) {
-    T gj = g[j];
+    T gj = kFixedGradient ? g[j] : T(0);
     STOCH_UNROLL
     for (int k = 0; k < K; ++k) {
-      gj += c[k] * x[k][j];
-      dx[k][j] += c[k] * w[j];
+      if constexpr (kFixedGradient) gj += c[k] * x[k][j];
+      if constexpr (kPartnerGradients) dx[k][j] += c[k] * w[j];
     }
-    g[j] = gj;
+    if constexpr (kFixedGradient) g[j] = gj;
   }
 }
 
@@ -695,13 +702,26 @@ void sparse_expert_forward(const ActiveSet& active, const MatrixCRef<T>& weights
 
 /// Sparse expert backward over the open pairs of `active`, with `coefficients` = dL/dH at those pairs in
 /// the flat order of the lists: ACCUMULATES the weight gradient (`in x units`, transposed like the
-/// weights) and ACCUMULATES the expert's share of dL/dx into `input_gradient` (`in x batch`).
+/// weights) and, if `with_input_gradient`, ACCUMULATES the expert's share of dL/dx into `input_gradient`
+/// (`in x batch`; not touched otherwise). The weight gradient is the same either way, bit for bit.
 template <class T>
 void sparse_expert_backward(const ActiveSet& active, const T* coefficients, const MatrixCRef<T>& weights_t,
                             const MatrixCRef<T>& x, MatrixRef<T> weight_gradient_t, MatrixRef<T> input_gradient,
-                            Index chunk_bytes = kChunkBytes) {
+                            Index chunk_bytes = kChunkBytes, bool with_input_gradient = true) {
   const ListOperands<T> operands{active, weights_t, x};
   const bool by_unit = operands.by_unit();
+  // By unit the fixed operand's gradient is dW and the partners' are dL/dx; by example the reverse. A
+  // gradient that is not updated is not addressed either (input_gradient may then be empty).
+  const bool update_fixed = by_unit || with_input_gradient;
+  const bool update_partners = !by_unit || with_input_gradient;
+  auto fixed_gradient = [&](Index m, Index j0) -> T* {
+    if (by_unit) return weight_gradient_t.col(m).data() + j0;
+    return update_fixed ? input_gradient.col(m).data() + j0 : nullptr;
+  };
+  auto partner_gradient = [&](Index other, Index j0) -> T* {
+    if (!by_unit) return weight_gradient_t.col(other).data() + j0;
+    return update_partners ? input_gradient.col(other).data() + j0 : nullptr;
+  };
   const Index in = x.rows();
   const Index rows = chunk_rows<T>(in, x.cols(), chunk_bytes);
   for (Index j0 = 0; j0 < in; j0 += rows) {
@@ -715,11 +735,11 @@ void sparse_expert_backward(const ActiveSet& active, const T* coefficients, cons
       // By unit: w = the unit's weights, g = its weight gradient, partners = inputs and input gradients.
       // By example: w = the example's input, g = its input gradient, partners = weights and their gradients.
       const T* w = operands.fixed(m, j0);
-      T* g = (by_unit ? weight_gradient_t.col(m) : input_gradient.col(m)).data() + j0;
+      T* g = fixed_gradient(m, j0);
       const T* c = coefficients + active.offset(m);
       const Index next = order[std::min(q + static_cast<std::size_t>(kPrefetchLists), order.size() - 1)];
       const T* ahead = operands.fixed(next, j0);
-      T* ahead_g = (by_unit ? weight_gradient_t.col(next) : input_gradient.col(next)).data() + j0;
+      T* ahead_g = fixed_gradient(next, j0);
       for_each_block(static_cast<Index>(others.size()), [&]<int K>(Index first) {
         const T* partners[K];
         T* partner_gradients[K];
@@ -727,9 +747,14 @@ void sparse_expert_backward(const ActiveSet& active, const T* coefficients, cons
         for (int k = 0; k < K; ++k) {
           const Index other = others[static_cast<std::size_t>(first + k)];
           partners[k] = operands.partner(other, j0);
-          partner_gradients[k] = (by_unit ? input_gradient.col(other) : weight_gradient_t.col(other)).data() + j0;
+          partner_gradients[k] = partner_gradient(other, j0);
         }
-        backward_block<T, K>(w, g, partners, partner_gradients, c + first, n, ahead, ahead_g);
+        if (update_fixed && update_partners)
+          backward_block<T, K>(w, g, partners, partner_gradients, c + first, n, ahead, ahead_g);
+        else if (update_fixed)
+          backward_block<T, K, true, false>(w, g, partners, partner_gradients, c + first, n, ahead, ahead_g);
+        else
+          backward_block<T, K, false, true>(w, g, partners, partner_gradients, c + first, n, ahead, ahead_g);
       });
     }
   }

@@ -52,6 +52,23 @@ class Sequential : public internal::GateTraitsOf<internal::LastOf<First, Rest...
     return backward_from<size - 1>(dy, ctx);
   }
 
+  /// false: the chain's dL/dx is not needed (its input is data). Then backward skips the leading layers
+  /// that only propagate (kPropagatingPrefix: e.g. an input dropout), passes `false` to the first other
+  /// layer if it takes it, and returns an empty matrix; every parameter gradient and state update is as
+  /// before (see layer.hpp).
+  void set_input_gradient(bool needed) {
+    input_gradient_needed_ = needed;
+    if constexpr (kPropagatingPrefix < size) {
+      using Bottom = std::tuple_element_t<kPropagatingPrefix, std::tuple<First, Rest...>>;
+      if constexpr (OptionalInputGradient<Bottom>) std::get<kPropagatingPrefix>(layers_).set_input_gradient(needed);
+    }
+  }
+  bool input_gradient() const noexcept { return input_gradient_needed_; }
+
+  /// True when every layer only propagates (then so does the chain).
+  static constexpr bool backward_only_propagates = (stoch::backward_only_propagates<First> && ... &&
+                                                    stoch::backward_only_propagates<Rest>);
+
   ParameterList<Scalar> parameters() {
     ParameterList<Scalar> list;
     std::apply([&](auto&... layer) { (append(list, layer.parameters()), ...); }, layers_);
@@ -86,14 +103,26 @@ class Sequential : public internal::GateTraitsOf<internal::LastOf<First, Rest...
     else return y;
   }
 
+  /// The number of leading layers whose backward only propagates (see layer.hpp).
+  static constexpr std::size_t kPropagatingPrefix = [] {
+    constexpr bool propagates[] = {stoch::backward_only_propagates<First>, stoch::backward_only_propagates<Rest>...};
+    std::size_t n = 0;
+    while (n < size && propagates[n]) ++n;
+    return n;
+  }();
+
   template <std::size_t I>
   const Matrix<Scalar>& backward_from(const MatrixCRef<Scalar>& dy, Context<Scalar>& ctx) {
+    if constexpr (I < kPropagatingPrefix)
+      if (!input_gradient_needed_) return no_gradient_;  // nothing below needs dL/dx: nothing to do
     const Matrix<Scalar>& dx = std::get<I>(layers_).backward(dy, ctx);
     if constexpr (I > 0) return backward_from<I - 1>(dx, ctx);
     else return dx;
   }
 
   std::tuple<First, Rest...> layers_;
+  bool input_gradient_needed_ = true;
+  Matrix<Scalar> no_gradient_;  // empty: what backward returns when dL/dx is not needed
 };
 
 }  // namespace stoch

@@ -23,6 +23,9 @@ namespace stoch {
 template <class T>
 class Dropout : public internal::Elementwise<Dropout<T>, T> {
  public:
+  /// No parameters or state: backward only computes dL/dx (see layer.hpp).
+  static constexpr bool backward_only_propagates = true;
+
   Dropout(Index units, T rate) : internal::Elementwise<Dropout<T>, T>(units, "Dropout"), rate_(rate) {
     if (!(rate >= T(0) && rate < T(1)))
       internal::fail("Dropout: rate must be in [0, 1) (the probability of dropping an entry), got " +

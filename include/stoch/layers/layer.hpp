@@ -24,6 +24,18 @@
 //   ParameterList<T> parameters();
 //     Pointers to the parameters and saved state the layer owns (possibly none), in a fixed order.
 //
+// OPTIONAL, for the bottom of a network, where dL/dx is never read (the input is data):
+//
+//   void set_input_gradient(bool needed);                    (concept OptionalInputGradient)
+//     needed == false: backward still accumulates every parameter gradient and updates any state, but
+//     does not compute dL/dx and returns an empty (0 x 0) matrix. Default: needed. A layer without it
+//     always computes dL/dx.
+//   static constexpr bool backward_only_propagates = true;   (trait backward_only_propagates<L>)
+//     The layer's backward does nothing but compute dL/dx (no parameters, no state: Dropout, Tanh,
+//     Sigmoid, Rectifier). When its dL/dx is not needed, its backward need not be called at all.
+// Sequential::set_input_gradient(false) skips the backward of its leading such layers (an input dropout)
+// and passes `false` to the first other one; GatedLayer passes it to its gater and skips the expert's share.
+//
 // A GATE is a layer whose output multiplies an expert elementwise (Sec. 5, Figure 1). It also states,
 // as compile-time constants, what its backward needs from the expert, so that the gated layer can skip
 // expert rows by rule, not by guess:
@@ -57,6 +69,17 @@ concept Gate = Layer<G> && requires {
   { G::needs_output_gradient } -> std::convertible_to<bool>;
   { G::closed_gate_needs_gradient } -> std::convertible_to<bool>;
 };
+
+/// A layer that can skip computing dL/dx (see the contract above).
+template <class L>
+concept OptionalInputGradient = Layer<L> && requires(L& layer) { layer.set_input_gradient(false); };
+
+/// Whether L's backward only computes dL/dx (see the contract above); false unless L says so.
+template <class L>
+inline constexpr bool backward_only_propagates = [] {
+  if constexpr (requires { L::backward_only_propagates; }) return static_cast<bool>(L::backward_only_propagates);
+  else return false;
+}();
 
 /// Whether the expert value H_i may be skipped where the gate h_i is zero during training: true unless
 /// the gate's estimator sends a gradient into closed gates (Sec. 5; see README "Which gates skip").

@@ -51,9 +51,15 @@ class Linear {
                           input_.cols());
     weight_.grad.noalias() += dy * input_.transpose();
     bias_.grad.col(0) += dy.rowwise().sum();
-    input_gradient_.noalias() = weight_.value.transpose() * dy;
+    if (input_gradient_needed_) input_gradient_.noalias() = weight_.value.transpose() * dy;
+    else input_gradient_.resize(0, 0);
     return input_gradient_;
   }
+
+  /// false: backward skips dL/dx = W^T dy (`in x out x batch` multiply-adds) and returns an empty matrix;
+  /// for a first layer, whose input is data (see layer.hpp).
+  void set_input_gradient(bool needed) noexcept { input_gradient_needed_ = needed; }
+  bool input_gradient() const noexcept { return input_gradient_needed_; }
 
   ParameterList<T> parameters() { return {&weight_, &bias_}; }
 
@@ -65,6 +71,7 @@ class Linear {
  private:
   Parameter<T> weight_, bias_;
   Matrix<T> input_, output_, input_gradient_;
+  bool input_gradient_needed_ = true;
 };
 
 }  // namespace stoch

@@ -12,6 +12,8 @@ class Rectifier : public internal::Elementwise<Rectifier<T>, T> {
   /// A zero rectifier output has zero derivative, so the expert is not needed there.
   static constexpr bool needs_output_gradient = true;
   static constexpr bool closed_gate_needs_gradient = false;
+  /// No parameters or state: backward only computes dL/dx (see layer.hpp).
+  static constexpr bool backward_only_propagates = true;
 
   explicit Rectifier(Index units) : internal::Elementwise<Rectifier<T>, T>(units, "Rectifier") {}
 

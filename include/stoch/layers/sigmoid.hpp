@@ -9,6 +9,9 @@ namespace stoch {
 template <class T>
 class Sigmoid : public internal::Elementwise<Sigmoid<T>, T> {
  public:
+  /// No parameters or state: backward only computes dL/dx (see layer.hpp).
+  static constexpr bool backward_only_propagates = true;
+
   explicit Sigmoid(Index units) : internal::Elementwise<Sigmoid<T>, T>(units, "Sigmoid") {}
 
   void compute(const MatrixCRef<T>& a, Matrix<T>& h, Context<T>&) { h.array() = sigmoid(a.array()); }

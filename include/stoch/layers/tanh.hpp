@@ -8,6 +8,9 @@ namespace stoch {
 template <class T>
 class Tanh : public internal::Elementwise<Tanh<T>, T> {
  public:
+  /// No parameters or state: backward only computes dL/dx (see layer.hpp).
+  static constexpr bool backward_only_propagates = true;
+
   explicit Tanh(Index units) : internal::Elementwise<Tanh<T>, T>(units, "Tanh") {}
 
   void compute(const MatrixCRef<T>& a, Matrix<T>& h, Context<T>&) { h.array() = a.array().tanh(); }
