@@ -54,8 +54,8 @@ class Sequential : public internal::GateTraitsOf<internal::LastOf<First, Rest...
 
   /// false: the chain's dL/dx is not needed (its input is data). Then backward skips the leading layers
   /// that only propagate (kPropagatingPrefix: e.g. an input dropout), passes `false` to the first other
-  /// layer if it takes it, and returns an empty matrix; every parameter gradient and state update is as
-  /// before (see layer.hpp).
+  /// layer if it takes it, and returns an empty matrix (or, when that layer comes first and cannot skip
+  /// its dL/dx, what it returns); every parameter gradient and state update is as before (see layer.hpp).
   void set_input_gradient(bool needed) {
     input_gradient_needed_ = needed;
     if constexpr (kPropagatingPrefix < size) {
