@@ -52,10 +52,7 @@ struct KlSparsity {
   /// Adds d(value)/d(p) to `dp` (both `units x batch`): every entry of row i gets gradient_wrt_mean / batch.
   void add_gradient_wrt_activation(const MatrixCRef<T>& p, MatrixRef<T> dp) const {
     check_gradient_call("KlSparsity::add_gradient_wrt_activation", p, dp);
-    const T inv_batch = T(1) / static_cast<T>(p.cols());
-    for_each_row_block(p, [&](Index first, Index rows, const T* pbar) {
-      T scale[kRowBlock];
-      for (Index r = 0; r < rows; ++r) scale[r] = gradient_wrt_mean(pbar[r]) * inv_batch;
+    for_each_row_block_scale(p, [&](Index first, Index rows, const T* scale) {
       for (Index b = 0; b < p.cols(); ++b) {
         T* out = dp.col(b).data() + first;
         for (Index r = 0; r < rows; ++r) out[r] += scale[r];
@@ -67,10 +64,7 @@ struct KlSparsity {
   /// lambda * (pbar_i - s) / (pbar_i (1 - pbar_i)) * p_ib (1 - p_ib) / batch.
   void add_gradient_wrt_pre_activation(const MatrixCRef<T>& p, MatrixRef<T> da) const {
     check_gradient_call("KlSparsity::add_gradient_wrt_pre_activation", p, da);
-    const T inv_batch = T(1) / static_cast<T>(p.cols());
-    for_each_row_block(p, [&](Index first, Index rows, const T* pbar) {
-      T scale[kRowBlock];
-      for (Index r = 0; r < rows; ++r) scale[r] = gradient_wrt_mean(pbar[r]) * inv_batch;
+    for_each_row_block_scale(p, [&](Index first, Index rows, const T* scale) {
       for (Index b = 0; b < p.cols(); ++b) {
         const T* in = p.col(b).data() + first;
         T* out = da.col(b).data() + first;
@@ -107,6 +101,18 @@ struct KlSparsity {
         pbar[r] = std::clamp(pbar[r] / static_cast<T>(batch), mean_clamp, T(1) - mean_clamp);
       f(first, rows, static_cast<const T*>(pbar));
     }
+  }
+
+  /// for_each_row_block with, instead of pbar, each unit's d(value)/d(pbar_i) / batch: what every entry of
+  /// row i receives (times p (1 - p) for the pre-activation).
+  template <class F>
+  void for_each_row_block_scale(const MatrixCRef<T>& p, F&& f) const {
+    const T inv_batch = T(1) / static_cast<T>(p.cols());
+    for_each_row_block(p, [&](Index first, Index rows, const T* pbar) {
+      T scale[kRowBlock];
+      for (Index r = 0; r < rows; ++r) scale[r] = gradient_wrt_mean(pbar[r]) * inv_batch;
+      f(first, rows, static_cast<const T*>(scale));
+    });
   }
 
   void check_gradient_call(const char* what, const MatrixCRef<T>& p, const MatrixRef<T>& out) const {
