@@ -114,7 +114,9 @@ void shapes(benchmark::internal::Benchmark* b) {
 
 /// The sparse forward kernel alone (internal::sparse_expert_forward, by-unit lists, no list building,
 /// copy or scatter), to show what bounds it: `packet_fmas` per iteration gives the time per SIMD FMA.
-/// (4096, 512, 8) at 1000 permille is the control whose inputs (16 KB) sit in L1.
+/// (4096, 512, 8) at 1000 permille is the control whose inputs (16 KB) sit in L1; (2000, 784, 32) at 1000
+/// permille is the control whose inputs (100 KB) sit in L2 but are read in long streams (32 per unit), each
+/// weight packet serving 32 FMAs: what is left of the per-FMA cost is the L2-to-L1 transfer of x.
 void BM_SparseForwardKernel(benchmark::State& state) {
   const Index units = state.range(0), in = state.range(1), batch = state.range(2);
   FixedMaskGate gate(in, units, batch, static_cast<double>(state.range(3)) / 1000.0);
@@ -162,6 +164,7 @@ void BM_DenseProduct(benchmark::State& state) {
 BENCHMARK(BM_SparseForwardKernel)
     ->Args({2000, 784, 32, 100, 0})
     ->Args({2000, 784, 32, 100, 1})
+    ->Args({2000, 784, 32, 1000, 0})
     ->Args({500, 784, 32, 100, 0})
     ->Args({2000, 784, 256, 100, 0})
     ->Args({4096, 4096, 256, 100, 0})
