@@ -1,10 +1,13 @@
 // Each stochastic gate of the paper on its own: forward (noise included) and backward, 2000 units (the
 // paper's gater output, Sec. 5), batch 32 and 128, float, single thread.
 //
-//   BM_GateForward/<gate>/<batch>    BM_GateBackward/<gate>/<batch>
+//   BM_GateForward/<gate>/<batch>    BM_GateBackward/<gate>/<batch>    BM_GateEvalForward/<gate>/<batch>
 //
 // Pre-activations are N(mean, 1) with the mean chosen so that about 10% of the gates open (the paper's
-// target density); the backward is timed after one forward (the gates' backward is repeatable).
+// target density); the backward is timed after one forward (the gates' backward is repeatable). The
+// evaluation forward (Mode::eval: deterministic, thresholded at the default threshold, App. A.3) is timed on
+// N(-1.28, 1) pre-activations, about 10% of which are above 0 (the noisy rectifier's default threshold, and
+// the sigmoid gates' p > 1/2).
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -37,6 +40,20 @@ void gate_forward(benchmark::State& state, Gate gate, T mean) {
 }
 
 template <class Gate>
+void gate_eval_forward(benchmark::State& state, Gate gate) {
+  const Index batch = state.range(0);
+  stoch::Generator rng(7);
+  stoch::Matrix<T> a(kUnits, batch);
+  stoch::fill_gaussian<T>(rng, a);
+  a.array() += T(-1.2816);
+  stoch::Context<T> ctx(stoch::Mode::eval, rng);
+  for (auto _ : state) benchmark::DoNotOptimize(gate.forward(a, ctx).data());
+  const stoch::Matrix<T>& h = gate.forward(a, ctx);
+  state.counters["density"] = static_cast<double>((h.array() != T(0)).count()) / static_cast<double>(h.size());
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kUnits * batch);
+}
+
+template <class Gate>
 void gate_backward(benchmark::State& state, Gate gate, T mean) {
   const Index batch = state.range(0);
   stoch::Generator rng(7);
@@ -51,7 +68,7 @@ void gate_backward(benchmark::State& state, Gate gate, T mean) {
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kUnits * batch);
 }
 
-/// Registers forward and backward of one gate type at batch 32 and 128.
+/// Registers forward, backward and the evaluation forward of one gate type at batch 32 and 128.
 template <class MakeGate>
 void register_gate(const std::string& name, MakeGate make, T mean) {
   benchmark::RegisterBenchmark(("BM_GateForward/" + name).c_str(),
@@ -59,6 +76,9 @@ void register_gate(const std::string& name, MakeGate make, T mean) {
       ->Arg(32)->Arg(128)->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark(("BM_GateBackward/" + name).c_str(),
                                [=](benchmark::State& state) { gate_backward(state, make(), mean); })
+      ->Arg(32)->Arg(128)->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark(("BM_GateEvalForward/" + name).c_str(),
+                               [=](benchmark::State& state) { gate_eval_forward(state, make()); })
       ->Arg(32)->Arg(128)->Unit(benchmark::kMicrosecond);
 }
 

@@ -132,15 +132,16 @@ class NoisyRectifier : public internal::GateBase<NoisyRectifier<T>, T> {
   const std::optional<AdaptiveL1<T>>& l1() const { return options_.l1; }
 
  private:
-  void expected_output(Matrix<T>& h) const {
+  void expected_output(Matrix<T>& h) {
     const T t = this->threshold(), scale = options_.noise_scale;
-    const bool gaussian = options_.noise == RectifierNoise::gaussian;
     const Matrix<T>& score = this->scores_;
+    if (options_.noise == RectifierNoise::gaussian) {
+      thresholded_expected_rectified_gaussian(score, t, scale, h, scratch_);
+      return;
+    }
     for (Index k = 0; k < score.size(); ++k) {
       const T mu = score.data()[k];
-      h.data()[k] = !(mu > t)  ? T(0)
-                    : gaussian ? expected_rectified_gaussian(mu, scale)
-                               : expected_rectified_logistic(mu, scale);
+      h.data()[k] = mu > t ? expected_rectified_logistic(mu, scale) : T(0);
     }
   }
 
@@ -160,6 +161,7 @@ class NoisyRectifier : public internal::GateBase<NoisyRectifier<T>, T> {
   NoisyRectifierOptions<T> options_;
   Parameter<T> offset_, firing_rate_;
   Vector<T> fired_;
+  ExpectedOutputScratch scratch_;  // of the evaluation's expected outputs
 };
 
 }  // namespace stoch
