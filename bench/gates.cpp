@@ -2,6 +2,8 @@
 // paper's gater output, Sec. 5), batch 32 and 128, float, single thread.
 //
 //   BM_GateForward/<gate>/<batch>    BM_GateBackward/<gate>/<batch>    BM_GateEvalForward/<gate>/<batch>
+//   BM_ExpectedOutput/<impl>/<spread>  the noisy rectifier's evaluation output alone, 2000 x 32 scores
+//     (<impl>: 0 = the scalar expected_rectified_gaussian per open score, 1 = thresholded_expected_rectified_gaussian)
 //
 // Pre-activations are N(mean, 1) with the mean chosen so that about 10% of the gates open (the paper's
 // target density); the backward is timed after one forward (the gates' backward is repeatable). The
@@ -67,6 +69,29 @@ void gate_backward(benchmark::State& state, Gate gate, T mean) {
   for (auto _ : state) benchmark::DoNotOptimize(gate.backward(dh, ctx).data());
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * kUnits * batch);
 }
+
+/// The noisy rectifier's expected outputs at 10% open gates: scores N(m, spread^2) thresholded at -0.74 (the
+/// threshold the MNIST run calibrated), m placing 10% above it; a wider spread puts more open scores where the
+/// scalar erfcf is slow (|argument| > 1). Against the scalar loop that the gate ran before.
+void BM_ExpectedOutput(benchmark::State& state) {
+  const T spread = static_cast<T>(state.range(1)) / T(10), threshold = T(-0.74);
+  stoch::Generator rng(7);
+  stoch::Matrix<T> mu(kUnits, 32), h(kUnits, 32);
+  stoch::fill_gaussian<T>(rng, mu, spread);
+  mu.array() += threshold - T(1.2816) * spread;
+  stoch::ExpectedOutputScratch scratch;
+  for (auto _ : state) {
+    if (state.range(0) == 0) {
+      for (Index k = 0; k < mu.size(); ++k)
+        h.data()[k] = mu.data()[k] > threshold ? stoch::expected_rectified_gaussian(mu.data()[k], T(1)) : T(0);
+    } else {
+      stoch::thresholded_expected_rectified_gaussian(mu, threshold, T(1), h, scratch);
+    }
+    benchmark::DoNotOptimize(h.data());
+  }
+  state.counters["density"] = static_cast<double>((h.array() != T(0)).count()) / static_cast<double>(h.size());
+}
+BENCHMARK(BM_ExpectedOutput)->ArgsProduct({{0, 1}, {10, 30}})->Unit(benchmark::kMicrosecond);
 
 /// Registers forward, backward and the evaluation forward of one gate type at batch 32 and 128.
 template <class MakeGate>

@@ -162,3 +162,16 @@ TEMPLATE_TEST_CASE("thresholded_expected_rectified_gaussian: closed entries are 
     }
   }
 }
+
+TEMPLATE_TEST_CASE("indicator_above is 1[a > t]: 0 at t itself, below it and for NaN", "[math]", float, double) {
+  using T = TestType;
+  Matrix<T> a(2, 4);
+  a << T(-1), T(0.25), std::numeric_limits<T>::quiet_NaN(), T(0.2500001), T(7), -std::numeric_limits<T>::infinity(),
+      std::numeric_limits<T>::infinity(), T(0.24);
+  Matrix<T> expected(2, 4);
+  expected << T(0), T(0), T(0), T(1), T(1), T(0), T(1), T(0);
+  const Matrix<T> h = indicator_above(a.array(), T(0.25)).matrix();
+  CHECK(h == expected);
+  const Eigen::Array<T, Eigen::Dynamic, 1> column = indicator_above(a.col(3).array(), T(0.25));
+  CHECK(column.matrix() == expected.col(3));
+}

@@ -28,6 +28,15 @@ auto sigmoid(const Eigen::ArrayBase<Derived>& a) {
   return a.logistic();
 }
 
+/// 1[a > threshold] coefficient-wise (0 for NaN), in a's scalar type. Eigen 3.4 converts a comparison's bools to
+/// float or double one coefficient at a time (37 us at 2000 x 32 floats); a select between constants vectorises
+/// (2.8 us), and gives the same 0s and 1s.
+template <class Derived>
+auto indicator_above(const Eigen::ArrayBase<Derived>& a, typename Derived::Scalar threshold) {
+  using Scalar = typename Derived::Scalar;
+  return (a > threshold).select(Derived::PlainObject::Constant(a.rows(), a.cols(), Scalar(1)), Scalar(0));
+}
+
 template <std::floating_point T>
 T sigmoid(T a) {
   return a >= T(0) ? T(1) / (T(1) + std::exp(-a)) : std::exp(a) / (T(1) + std::exp(a));

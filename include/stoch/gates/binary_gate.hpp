@@ -117,7 +117,7 @@ class GateBase : public Elementwise<Derived, T> {
 
   /// Eval for 0/1 gates: h = 1[score > t].
   void eval_binary(Matrix<T>& h) const {
-    h.array() = (scores_.array() > threshold()).template cast<T>();
+    h.array() = indicator_above(scores_.array(), threshold());
   }
   /// Eval for valued gates: h = score where score > t, else 0.
   void eval_valued(Matrix<T>& h) const {

@@ -150,7 +150,7 @@ class NoisyRectifier : public internal::GateBase<NoisyRectifier<T>, T> {
     if (!options_.firing_rate) return;
     const FiringRateControl<T>& f = *options_.firing_rate;
     fired_.setZero(h.rows());
-    for (Index j = 0; j < h.cols(); ++j) fired_.array() += (h.col(j).array() > T(0)).template cast<T>();
+    for (Index j = 0; j < h.cols(); ++j) fired_.array() += indicator_above(h.col(j).array(), T(0));
     Matrix<T>& rate = firing_rate_.value;  // units x 1
     rate.array() = (T(1) - f.average_rate) * rate.array() +
                    (f.average_rate / static_cast<T>(h.cols())) * fired_.array();
