@@ -6,6 +6,7 @@
 
 #include "stoch/conditional/gated_layer.hpp"
 #include "stoch/conditional/sparse_kernels.hpp"
+#include "stoch/core/bit_sets.hpp"
 #include "stoch/core/context.hpp"
 #include "stoch/core/distributions.hpp"
 #include "stoch/core/error.hpp"

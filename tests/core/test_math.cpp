@@ -4,6 +4,7 @@
 // evaluation output built on it against long-double references.
 #include "stoch/core/math.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -160,6 +161,23 @@ TEMPLATE_TEST_CASE("thresholded_expected_rectified_gaussian: closed entries are 
         CHECK(h.data()[k] == Approx(expected_rectified_gaussian(static_cast<double>(m), 1.5)).epsilon(1e-6));
       }
     }
+  }
+}
+
+TEST_CASE("append_above lists the scores above the threshold among the first `count`, never past them", "[math]") {
+  // Past `count` every score is above the threshold: a read past the count would list it.
+  std::vector<float> scores(16, 5.0f);
+  scores[2] = -1.0f;                                        // at the threshold: closed
+  scores[4] = std::numeric_limits<float>::quiet_NaN();      // NaN: closed
+  for (std::int32_t count = 1; count <= 16; ++count) {
+    std::vector<std::int32_t> positions(16 + internal::kLaneSlack, -7);
+    const std::int32_t open = internal::append_above(scores.data(), 100, count, -1.0f, positions.data());
+    std::vector<std::int32_t> expected;
+    for (std::int32_t i = 0; i < count; ++i)
+      if (i != 2 && i != 4) expected.push_back(100 + i);
+    INFO("count " << count);
+    REQUIRE(open == static_cast<std::int32_t>(expected.size()));
+    CHECK(std::equal(expected.begin(), expected.end(), positions.begin()));
   }
 }
 

@@ -35,6 +35,7 @@
 #include <immintrin.h>
 #endif
 
+#include "stoch/core/bit_sets.hpp"
 #include "stoch/core/matrix.hpp"
 
 namespace stoch {
@@ -196,7 +197,7 @@ class ActiveSet {
     // column's open gates straight into unit lists mispredicted the loop over each 16-gate block's open
     // bits (1.6 on average at 10%): 634 us of list building at (4096 units, batch 256), 230 us this way.
     const auto nonzeros = static_cast<std::size_t>(nonzeros_);
-    column_units_.resize(nonzeros + kMaskBlock);
+    column_units_.resize(nonzeros + internal::kLaneSlack);
     column_offsets_.resize(static_cast<std::size_t>(batch_) + 1);
     std::int32_t position = 0;
     for (Index b = 0; b < batch_; ++b) {
@@ -244,26 +245,11 @@ class ActiveSet {
   }
 
   /// Writes the indices of the open gates among column[first .. first + 16) to entries and returns how
-  /// many. With AVX-512 branch-free: compressed in a register and stored whole (up to 16 entries past
-  /// the count, hence the slack; a compressing store to memory is microcoded and slow on Zen 4).
+  /// many (internal::append_set_lanes: up to 16 entries past the count are written, hence the slack).
   template <class T>
   static std::int32_t append_open(const T* column, Index first, std::int32_t* entries) noexcept {
-#if defined(__AVX512F__)
-    if constexpr (std::is_same_v<T, float>) {
-      const auto open = static_cast<__mmask16>(open_mask(column + first));
-      _mm512_storeu_si512(entries, _mm512_maskz_compress_epi32(open, _mm512_add_epi32(
-                                                                        _mm512_set1_epi32(static_cast<std::int32_t>(first)), lane_indices())));
-      return std::popcount(static_cast<std::uint32_t>(open));
-    }
-#endif
-    std::int32_t count = 0;
-    for (std::uint32_t open = open_mask(column + first); open != 0; open &= open - 1)
-      entries[count++] = static_cast<std::int32_t>(first + std::countr_zero(open));
-    return count;
+    return internal::append_set_lanes(open_mask(column + first), static_cast<std::int32_t>(first), entries);
   }
-#if defined(__AVX512F__)
-  static __m512i lane_indices() noexcept { return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
-#endif
 
   /// By-unit lists from the per-unit masks of open examples that count(h) swept (batch_ <= kMaskBatch).
   void build_from_masks() {
@@ -272,9 +258,9 @@ class ActiveSet {
     const auto units = static_cast<std::size_t>(units_);
     const std::uint64_t* masks = masks_.data();
     offsets_from_counts();
-    examples_.resize(static_cast<std::size_t>(nonzeros_) + kMaskBlock);  // slack: see append_examples
+    examples_.resize(static_cast<std::size_t>(nonzeros_) + internal::kLaneSlack);  // see append_set_lanes
     std::int32_t* entries = examples_.data();
-    for (std::size_t i = 0; i < units; ++i) append_examples(masks[i], entries + offsets_[i]);
+    for (std::size_t i = 0; i < units; ++i) internal::append_set_bits(masks[i], entries + offsets_[i]);
     examples_.resize(static_cast<std::size_t>(nonzeros_));
   }
 
@@ -311,21 +297,6 @@ class ActiveSet {
       const T* column = h.col(b).data();
       for (std::size_t i = 0; i < units; ++i) masks[i] |= static_cast<std::uint64_t>(is_open(column + i)) << b;
     }
-  }
-
-  /// Writes the set bits of `mask` (examples, increasing) to entries. With AVX-512, 16 examples per step
-  /// and branch-free: compressed in a register, stored whole (up to 16 entries past the end, hence the
-  /// slack); a loop over the bits mispredicted its exit once per unit.
-  static void append_examples(std::uint64_t mask, std::int32_t* entries) noexcept {
-#if defined(__AVX512F__)
-    for (std::int32_t first = 0; mask != 0; first += 16, mask >>= 16) {
-      const auto open = static_cast<__mmask16>(mask & 0xffff);
-      _mm512_storeu_si512(entries, _mm512_maskz_compress_epi32(open, _mm512_add_epi32(lane_indices(), _mm512_set1_epi32(first))));
-      entries += std::popcount(static_cast<std::uint32_t>(open));
-    }
-#else
-    for (; mask != 0; mask &= mask - 1) *entries++ = std::countr_zero(mask);
-#endif
   }
 
   /// The active units sorted by (first open example, second open example or none), ties by index: the
