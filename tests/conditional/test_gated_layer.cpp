@@ -36,9 +36,11 @@ TEMPLATE_TEST_CASE("GatedLayer: sparse forward and every gradient equal the dens
                    "[gated_layer]", float, double) {
   using T = TestType;
   const double tolerance = std::is_same_v<T, float> ? 1e-5 : 1e-12;
-  // Odd sizes (not multiples of the SIMD width), batch 1, and a batch wide enough that the in axis is
-  // cut into cache chunks (with a chunk budget of 256 KiB set below), and in = 1024 (a padded stride).
-  const Shape shapes[] = {{37, 19, 1}, {37, 19, 5}, {16, 64, 17}, {3, 1, 2}, {50, 1001, 300}, {20, 1024, 9}};
+  // Odd sizes (not multiples of the SIMD width), batch 1, batches whose in axis is cut into cache chunks
+  // (with a chunk budget of 256 KiB set below), their lists built through columns (300) or through masks
+  // (40), and in = 1024 (a padded stride).
+  const Shape shapes[] = {{37, 19, 1},     {37, 19, 5},    {16, 64, 17}, {3, 1, 2},
+                          {50, 1001, 300}, {40, 2000, 40}, {20, 1024, 9}};
   const double densities[] = {0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.9, 1.0};
   std::uint64_t seed = 100;
   for (const Shape& shape : shapes)
