@@ -1,7 +1,8 @@
 // Tests for include/stoch/core/math.hpp: the scalar and array sigmoids agree and are stable at large
 // inputs; softplus and logit against their definitions; the noisy rectifier's expected outputs (Sec. 2.1,
 // Proposition 1(b)) against numerical integration of E[max(0, mu + z)]; the packet erfc and the thresholded
-// evaluation output built on it against long-double references.
+// evaluation output built on it against long-double references; append_above (the scores above a threshold
+// among the first `count`, never read past them) and indicator_above (1[a > t], 0 at t and for NaN).
 #include "stoch/core/math.hpp"
 
 #include <algorithm>
