@@ -203,10 +203,8 @@ class ActiveSet {
     for (Index b = 0; b < batch_; ++b) {
       column_offsets_[static_cast<std::size_t>(b)] = position;
       const T* column = h.col(b).data();
-      Index i = 0;
-      for (; i + kMaskBlock <= units_; i += kMaskBlock) position += append_open(column, i, column_units_.data() + position);
-      for (; i < units_; ++i)
-        if (is_open(column + i)) column_units_[static_cast<std::size_t>(position++)] = static_cast<std::int32_t>(i);
+      for (Index i = 0; i < units_; i += kMaskBlock)
+        position += append_open(column, i, std::min(kMaskBlock, units_ - i), column_units_.data() + position);
     }
     column_offsets_[static_cast<std::size_t>(batch_)] = position;
     examples_.resize(nonzeros);
@@ -244,11 +242,13 @@ class ActiveSet {
     offsets_[static_cast<std::size_t>(units_)] = running;
   }
 
-  /// Writes the indices of the open gates among column[first .. first + 16) to entries and returns how
-  /// many (internal::append_set_lanes: up to 16 entries past the count are written, hence the slack).
+  /// Writes the indices of the open gates among column[first .. first + count), count <= 16, to entries and
+  /// returns how many (internal::append_set_lanes: up to 16 entries past the count are written, hence the
+  /// slack). A last block of fewer than 16 gates is tested one by one (it would read past the column).
   template <class T>
-  static std::int32_t append_open(const T* column, Index first, std::int32_t* entries) noexcept {
-    return internal::append_set_lanes(open_mask(column + first), static_cast<std::int32_t>(first), entries);
+  static std::int32_t append_open(const T* column, Index first, Index count, std::int32_t* entries) noexcept {
+    const std::uint32_t open = count == kMaskBlock ? open_mask(column + first) : scalar_open_mask(column + first, count);
+    return internal::append_set_lanes(open, static_cast<std::int32_t>(first), entries);
   }
 
   /// By-unit lists from the per-unit masks of open examples that count(h) swept (batch_ <= kMaskBatch).
@@ -369,10 +369,11 @@ class ActiveSet {
     return scalar_open_mask(values);
 #endif
   }
+  /// Bit k set iff values[k] is open, k < count <= 16.
   template <class T>
-  static std::uint32_t scalar_open_mask(const T* values) noexcept {
+  static std::uint32_t scalar_open_mask(const T* values, Index count = kMaskBlock) noexcept {
     std::uint32_t mask = 0;
-    for (Index k = 0; k < kMaskBlock; ++k) mask |= static_cast<std::uint32_t>(is_open(values + k)) << k;
+    for (Index k = 0; k < count; ++k) mask |= static_cast<std::uint32_t>(is_open(values + k)) << k;
     return mask;
   }
 
