@@ -5,6 +5,8 @@
 //   BM_GatedTrainStep/<path>/<units>/<in>/<batch>/<density_permille>  forward + backward, Mode::train
 //   BM_SparseForwardKernel/<units>/<in>/<batch>/<density_permille>/<order>  the sparse forward kernel alone
 //     (<order>: 0 = VisitOrder::natural, 1 = VisitOrder::by_leading_examples)
+//   BM_SparseForwardKernelCachedWeights/<units>/<in>/<batch>/<density_permille>/<order>/<columns>  the same,
+//     each unit reading its weights from one of <columns> columns that stay in cache
 //   BM_DenseProduct/<rows>/<in>/<batch>  Eigen's product W x alone (W `rows x in`): the dense expert and
 //     the gater's two products of the MNIST evaluation, per SIMD FMA, beside the sparse kernel's
 //
@@ -112,32 +114,73 @@ void shapes(benchmark::internal::Benchmark* b) {
       for (const std::int64_t path : {0, 1, 2}) b->Args({path, layer[0], layer[1], layer[2], permille});
 }
 
+/// The inputs of a sparse forward kernel run: by-unit lists of a fixed random mask, random weights
+/// (`in x units`, transposed) and inputs with the layer's padded stride.
+struct KernelRun {
+  stoch::ActiveSet active;
+  stoch::Matrix<T> weights_t, padded;
+  std::vector<T> sums;
+
+  KernelRun(Index units, Index in, Index batch, double density, stoch::VisitOrder order)
+      : weights_t(stoch::Matrix<T>::Random(in, units)),
+        padded(stoch::Matrix<T>::Random(stoch::internal::padded_stride<T>(in), batch)) {
+    FixedMaskGate gate(in, units, batch, density);
+    stoch::Generator rng(3);
+    stoch::Context<T> ctx(stoch::Mode::eval, rng);
+    const stoch::Matrix<T>& mask = gate.forward(stoch::Matrix<T>(), ctx);
+    active.count<T>(mask);
+    active.build_lists<T>(mask, stoch::ListLayout::by_unit, order);
+    sums.resize(static_cast<std::size_t>(active.nonzeros()));
+  }
+  stoch::MatrixCRef<T> x() const { return padded.topRows(weights_t.rows()); }
+  void report(benchmark::State& state) const {
+    const Index packets = (weights_t.rows() + stoch::internal::kPacketSize<T> - 1) / stoch::internal::kPacketSize<T>;
+    state.counters["packet_fmas"] = static_cast<double>(active.nonzeros() * packets);
+    state.counters["density"] = active.density();
+  }
+};
+
+stoch::VisitOrder order_argument(std::int64_t value) {
+  return value != 0 ? stoch::VisitOrder::by_leading_examples : stoch::VisitOrder::natural;
+}
+
 /// The sparse forward kernel alone (internal::sparse_expert_forward, by-unit lists, no list building,
 /// copy or scatter), to show what bounds it: `packet_fmas` per iteration gives the time per SIMD FMA.
 /// (4096, 512, 8) at 1000 permille is the control whose inputs (16 KB) sit in L1; (2000, 784, 32) at 1000
 /// permille is the control whose inputs (100 KB) sit in L2 but are read in long streams (32 per unit), each
-/// weight packet serving 32 FMAs: what is left of the per-FMA cost is the L2-to-L1 transfer of x.
+/// weight packet serving 32 FMAs: what is left of the per-FMA cost is the transfer of x from L2 to L1.
 void BM_SparseForwardKernel(benchmark::State& state) {
-  const Index units = state.range(0), in = state.range(1), batch = state.range(2);
-  FixedMaskGate gate(in, units, batch, static_cast<double>(state.range(3)) / 1000.0);
-  stoch::Generator rng(3);
-  stoch::Context<T> ctx(stoch::Mode::eval, rng);
-  const stoch::Matrix<T>& mask = gate.forward(stoch::Matrix<T>(), ctx);
-  stoch::ActiveSet active;
-  active.count<T>(mask);
-  const auto order = state.range(4) != 0 ? stoch::VisitOrder::by_leading_examples : stoch::VisitOrder::natural;
-  active.build_lists<T>(mask, stoch::ListLayout::by_unit, order);
-  const stoch::Matrix<T> weights_t = stoch::Matrix<T>::Random(in, units);
-  const stoch::Matrix<T> padded = stoch::Matrix<T>::Random(stoch::internal::padded_stride<T>(in), batch);
-  const stoch::MatrixCRef<T> x(padded.topRows(in));
-  std::vector<T> sums(static_cast<std::size_t>(active.nonzeros()));
+  KernelRun run(state.range(0), state.range(1), state.range(2), static_cast<double>(state.range(3)) / 1000.0,
+                order_argument(state.range(4)));
+  const stoch::MatrixCRef<T> x = run.x();
   for (auto _ : state) {
-    stoch::internal::sparse_expert_forward<T>(active, weights_t, x, sums.data());
-    benchmark::DoNotOptimize(sums.data());
+    stoch::internal::sparse_expert_forward<T>(run.active, run.weights_t, x, run.sums.data());
+    benchmark::DoNotOptimize(run.sums.data());
   }
-  const auto packets = (in + stoch::internal::kPacketSize<T> - 1) / stoch::internal::kPacketSize<T>;
-  state.counters["packet_fmas"] = static_cast<double>(active.nonzeros() * packets);
-  state.counters["density"] = active.density();
+  run.report(state);
+}
+
+/// The same kernel over the same lists, but unit i reads its weights from column i mod <columns> of the
+/// weights: with few columns they stay in cache, so the difference to BM_SparseForwardKernel with the same
+/// first five arguments is what streaming the weights costs (the sums are not the layer's).
+void BM_SparseForwardKernelCachedWeights(benchmark::State& state) {
+  KernelRun run(state.range(0), state.range(1), state.range(2), static_cast<double>(state.range(3)) / 1000.0,
+                order_argument(state.range(4)));
+  struct CachedWeights {
+    const T* weights;
+    const T* inputs;
+    Index in, stride, columns;
+    const T* fixed(Index m, Index j0) const { return weights + (m % columns) * in + j0; }
+    const T* partner(Index other, Index j0) const { return inputs + other * stride + j0; }
+  };
+  const CachedWeights operands{run.weights_t.data(), run.padded.data(), run.weights_t.rows(), run.padded.rows(),
+                               state.range(5)};
+  for (auto _ : state) {
+    stoch::internal::sparse_expert_forward_with<T>(run.active, operands, run.weights_t.rows(), run.padded.cols(),
+                                                   run.sums.data());
+    benchmark::DoNotOptimize(run.sums.data());
+  }
+  run.report(state);
 }
 
 /// Eigen's product W x alone, W `rows x in`, x `in x batch` (no bias, mask or check), with `packet_fmas`
@@ -158,17 +201,25 @@ void BM_DenseProduct(benchmark::State& state) {
 
 }  // namespace
 
-// (500, 784, 32): the paper's expert cut to 500 units, whose weights (1.5 MB) stay in L2; (2000, 784, 256):
-// the paper's expert with each weight column used for 8x more examples. Both against (2000, 784, 32), whose
+// (200, 784, 32): the paper's expert cut to 200 units, whose weights (0.6 MB) stay in a 1 MiB L2 with x;
+// (500, 784, 32): cut to 500 units, whose weights (1.5 MB) fit in a 2 MiB L2 but not in 1 MiB; (2000, 784, 256):
+// the paper's expert with each weight column used for 8x more examples. All against (2000, 784, 32), whose
 // 6 MB of weights come from L3 or memory at every batch.
 BENCHMARK(BM_SparseForwardKernel)
     ->Args({2000, 784, 32, 100, 0})
     ->Args({2000, 784, 32, 100, 1})
     ->Args({2000, 784, 32, 1000, 0})
     ->Args({500, 784, 32, 100, 0})
+    ->Args({200, 784, 32, 100, 0})
+    ->Args({200, 784, 32, 100, 1})
     ->Args({2000, 784, 256, 100, 0})
     ->Args({4096, 4096, 256, 100, 0})
     ->Args({4096, 512, 8, 1000, 0})
+    ->Unit(benchmark::kMicrosecond);
+// The paper's expert with its weights read from 100 columns (0.3 MB, in L2) instead of 2000 (6 MB, from L3).
+BENCHMARK(BM_SparseForwardKernelCachedWeights)
+    ->Args({2000, 784, 32, 100, 0, 100})
+    ->Args({2000, 784, 32, 100, 1, 100})
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_DenseProduct)
     ->ArgsProduct({{2000}, {784}, {32, 256}})

@@ -15,6 +15,8 @@
 // times, x is not reused across units: two units share an open example with probability density^2).
 // Measured on Zen 4: 2.1-2.3 cycles per 16-wide FMA when x comes from L2 or L3, 1.1 when it sits in L1,
 // about 1.2 for Eigen's dense GEMM; so at density d the sparse forward gains about 0.5 / d over dense.
+// Streaming the weight columns from L3 adds about a third to that at the paper's shape (measured on Zen 5
+// against the same lists reading cached columns: BM_SparseForwardKernelCachedWeights).
 // Tiling x into L1-sized packed tiles (running packet sums per open pair between tiles) was tried and was
 // 1.4-2.9x slower: a unit has only about 3 open examples per tile at 10%, so the per-tile bookkeeping
 // outweighs the FMAs. Software prefetch of the x streams gained nothing measurable either. What does help
@@ -636,18 +638,13 @@ struct ListOperands {
   }
 };
 
-/// Sparse expert forward: for every open pair (i, b) of `active`, the dot product
-/// H[i, b] = sum_j Wt[j, i] x[j, b], written to `sums` (nonzeros() values) in the flat order of the lists
-/// (ActiveSet::for_each_open gives each value's pair). Wt is `in x units`, x is `in x batch`. The sums are
-/// written sequentially; scattering them into `units x batch` matrices inside the kernel (cold lines,
-/// one per pair, 16 KB apart for the 4096 layer) slowed its loads. `sums` also carries the running sums
-/// between cache chunks.
-template <class T>
-void sparse_expert_forward(const ActiveSet& active, const MatrixCRef<T>& weights_t, const MatrixCRef<T>& x,
-                           T* sums, Index chunk_bytes = kChunkBytes) {
-  const ListOperands<T> operands{active, weights_t, x};
-  const Index in = x.rows();
-  const Index rows = chunk_rows<T>(in, x.cols(), chunk_bytes);
+/// The loop of sparse_expert_forward (below) over any `operands` with ListOperands' fixed(m, j0) and
+/// partner(other, j0) (`in` rows, `batch` examples): the benchmarks use it to read the weights from a
+/// few columns that stay in cache, a control for what streaming them costs.
+template <class T, class Operands>
+void sparse_expert_forward_with(const ActiveSet& active, const Operands& operands, Index in, Index batch, T* sums,
+                                Index chunk_bytes = kChunkBytes) {
+  const Index rows = chunk_rows<T>(in, batch, chunk_bytes);
   for (Index j0 = 0; j0 < in; j0 += rows) {
     const Index n = std::min(rows, in - j0);
     const bool first_chunk = j0 == 0;
@@ -670,6 +667,19 @@ void sparse_expert_forward(const ActiveSet& active, const MatrixCRef<T>& weights
       });
     }
   }
+}
+
+/// Sparse expert forward: for every open pair (i, b) of `active`, the dot product
+/// H[i, b] = sum_j Wt[j, i] x[j, b], written to `sums` (nonzeros() values) in the flat order of the lists
+/// (ActiveSet::for_each_open gives each value's pair). Wt is `in x units`, x is `in x batch`. The sums are
+/// written sequentially; scattering them into `units x batch` matrices inside the kernel (cold lines,
+/// one per pair, 16 KB apart for the 4096 layer) slowed its loads. `sums` also carries the running sums
+/// between cache chunks.
+template <class T>
+void sparse_expert_forward(const ActiveSet& active, const MatrixCRef<T>& weights_t, const MatrixCRef<T>& x,
+                           T* sums, Index chunk_bytes = kChunkBytes) {
+  sparse_expert_forward_with<T>(active, ListOperands<T>{active, weights_t, x}, x.rows(), x.cols(), sums,
+                                chunk_bytes);
 }
 
 /// Sparse expert backward over the open pairs of `active`, with `coefficients` = dL/dH at those pairs in
