@@ -114,6 +114,11 @@ void shapes(benchmark::internal::Benchmark* b) {
       for (const std::int64_t path : {0, 1, 2}) b->Args({path, layer[0], layer[1], layer[2], permille});
 }
 
+/// SIMD packets per column of `rows` values (the last one partial): FMAs per dot product.
+Index packets_per_column(Index rows) {
+  return (rows + stoch::internal::kPacketSize<T> - 1) / stoch::internal::kPacketSize<T>;
+}
+
 /// The inputs of a sparse forward kernel run: by-unit lists of a fixed random mask, random weights
 /// (`in x units`, transposed) and inputs with the layer's padded stride.
 struct KernelRun {
@@ -134,8 +139,7 @@ struct KernelRun {
   }
   stoch::MatrixCRef<T> x() const { return padded.topRows(weights_t.rows()); }
   void report(benchmark::State& state) const {
-    const Index packets = (weights_t.rows() + stoch::internal::kPacketSize<T> - 1) / stoch::internal::kPacketSize<T>;
-    state.counters["packet_fmas"] = static_cast<double>(active.nonzeros() * packets);
+    state.counters["packet_fmas"] = static_cast<double>(active.nonzeros() * packets_per_column(weights_t.rows()));
     state.counters["density"] = active.density();
   }
 };
@@ -166,18 +170,17 @@ void BM_SparseForwardKernel(benchmark::State& state) {
 void BM_SparseForwardKernelCachedWeights(benchmark::State& state) {
   KernelRun run(state.range(0), state.range(1), state.range(2), static_cast<double>(state.range(3)) / 1000.0,
                 order_argument(state.range(4)));
+  // The layer's operands with the unit's index wrapped.
   struct CachedWeights {
-    const T* weights;
-    const T* inputs;
-    Index in, stride, columns;
-    const T* fixed(Index m, Index j0) const { return weights + (m % columns) * in + j0; }
-    const T* partner(Index other, Index j0) const { return inputs + other * stride + j0; }
+    stoch::internal::ListOperands<T> layer;
+    Index columns;
+    const T* fixed(Index m, Index j0) const { return layer.fixed(m % columns, j0); }
+    const T* partner(Index other, Index j0) const { return layer.partner(other, j0); }
   };
-  const CachedWeights operands{run.weights_t.data(), run.padded.data(), run.weights_t.rows(), run.padded.rows(),
-                               state.range(5)};
+  const stoch::MatrixCRef<T> weights_t = run.weights_t, x = run.x();
+  const CachedWeights operands{{run.active, weights_t, x}, state.range(5)};
   for (auto _ : state) {
-    stoch::internal::sparse_expert_forward_with<T>(run.active, operands, run.weights_t.rows(), run.padded.cols(),
-                                                   run.sums.data());
+    stoch::internal::sparse_expert_forward_with<T>(run.active, operands, x.rows(), x.cols(), run.sums.data());
     benchmark::DoNotOptimize(run.sums.data());
   }
   run.report(state);
@@ -195,8 +198,7 @@ void BM_DenseProduct(benchmark::State& state) {
     y.noalias() = weights * x;
     benchmark::DoNotOptimize(y.data());
   }
-  const auto packets = (in + stoch::internal::kPacketSize<T> - 1) / stoch::internal::kPacketSize<T>;
-  state.counters["packet_fmas"] = static_cast<double>(rows * batch * packets);
+  state.counters["packet_fmas"] = static_cast<double>(rows * batch * packets_per_column(in));
 }
 
 }  // namespace
