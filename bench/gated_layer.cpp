@@ -119,22 +119,24 @@ Index packets_per_column(Index rows) {
   return (rows + stoch::internal::kPacketSize<T> - 1) / stoch::internal::kPacketSize<T>;
 }
 
-/// The inputs of a sparse forward kernel run: by-unit lists of a fixed random mask, random weights
-/// (`in x units`, transposed) and inputs with the layer's padded stride.
+/// The inputs of a sparse forward kernel run, from the arguments <units>/<in>/<batch>/<density_permille>/
+/// <order>: by-unit lists of a fixed random mask, random weights (`in x units`, transposed) and inputs with
+/// the layer's padded stride.
 struct KernelRun {
   stoch::ActiveSet active;
   stoch::Matrix<T> weights_t, padded;
   std::vector<T> sums;
 
-  KernelRun(Index units, Index in, Index batch, double density, stoch::VisitOrder order)
-      : weights_t(stoch::Matrix<T>::Random(in, units)),
-        padded(stoch::Matrix<T>::Random(stoch::internal::padded_stride<T>(in), batch)) {
-    FixedMaskGate gate(in, units, batch, density);
+  explicit KernelRun(const benchmark::State& state)
+      : weights_t(stoch::Matrix<T>::Random(state.range(1), state.range(0))),
+        padded(stoch::Matrix<T>::Random(stoch::internal::padded_stride<T>(state.range(1)), state.range(2))) {
+    FixedMaskGate gate(state.range(1), state.range(0), state.range(2), static_cast<double>(state.range(3)) / 1000.0);
     stoch::Generator rng(3);
     stoch::Context<T> ctx(stoch::Mode::eval, rng);
     const stoch::Matrix<T>& mask = gate.forward(stoch::Matrix<T>(), ctx);
     active.count<T>(mask);
-    active.build_lists<T>(mask, stoch::ListLayout::by_unit, order);
+    active.build_lists<T>(mask, stoch::ListLayout::by_unit,
+                          state.range(4) != 0 ? stoch::VisitOrder::by_leading_examples : stoch::VisitOrder::natural);
     sums.resize(static_cast<std::size_t>(active.nonzeros()));
   }
   stoch::MatrixCRef<T> x() const { return padded.topRows(weights_t.rows()); }
@@ -144,18 +146,13 @@ struct KernelRun {
   }
 };
 
-stoch::VisitOrder order_argument(std::int64_t value) {
-  return value != 0 ? stoch::VisitOrder::by_leading_examples : stoch::VisitOrder::natural;
-}
-
 /// The sparse forward kernel alone (internal::sparse_expert_forward, by-unit lists, no list building,
 /// copy or scatter), to show what bounds it: `packet_fmas` per iteration gives the time per SIMD FMA.
 /// (4096, 512, 8) at 1000 permille is the control whose inputs (16 KB) sit in L1; (2000, 784, 32) at 1000
 /// permille is the control whose inputs (100 KB) sit in L2 but are read in long streams (32 per unit), each
 /// weight packet serving 32 FMAs: what is left of the per-FMA cost is the transfer of x from L2 to L1.
 void BM_SparseForwardKernel(benchmark::State& state) {
-  KernelRun run(state.range(0), state.range(1), state.range(2), static_cast<double>(state.range(3)) / 1000.0,
-                order_argument(state.range(4)));
+  KernelRun run(state);
   const stoch::MatrixCRef<T> x = run.x();
   for (auto _ : state) {
     stoch::internal::sparse_expert_forward<T>(run.active, run.weights_t, x, run.sums.data());
@@ -168,8 +165,7 @@ void BM_SparseForwardKernel(benchmark::State& state) {
 /// weights: with few columns they stay in cache, so the difference to BM_SparseForwardKernel with the same
 /// first five arguments is what streaming the weights costs (the sums are not the layer's).
 void BM_SparseForwardKernelCachedWeights(benchmark::State& state) {
-  KernelRun run(state.range(0), state.range(1), state.range(2), static_cast<double>(state.range(3)) / 1000.0,
-                order_argument(state.range(4)));
+  KernelRun run(state);
   // The layer's operands with the unit's index wrapped.
   struct CachedWeights {
     stoch::internal::ListOperands<T> layer;
