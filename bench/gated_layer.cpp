@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "exact_density.hpp"
 #include "stoch/conditional/gated_layer.hpp"
 #include "stoch/core/distributions.hpp"
 
@@ -37,17 +38,7 @@ class FixedMaskGate {
   static constexpr bool closed_gate_needs_gradient = false;
 
   FixedMaskGate(Index in, Index units, Index batch, double density)
-      : in_(in), mask_(stoch::Matrix<T>::Zero(units, batch)), input_gradient_(stoch::Matrix<T>::Zero(in, batch)) {
-    stoch::Generator rng(2013, 5);
-    std::vector<Index> positions(static_cast<std::size_t>(mask_.size()));
-    std::iota(positions.begin(), positions.end(), Index(0));
-    const auto open = static_cast<Index>(density * static_cast<double>(mask_.size()) + 0.5);
-    for (Index k = 0; k < open; ++k) {
-      const Index pick = k + static_cast<Index>(rng.next() % static_cast<std::uint32_t>(mask_.size() - k));
-      std::swap(positions[static_cast<std::size_t>(k)], positions[static_cast<std::size_t>(pick)]);
-      mask_.data()[positions[static_cast<std::size_t>(k)]] = T(1);
-    }
-  }
+      : in_(in), mask_(mask(units, batch, density)), input_gradient_(stoch::Matrix<T>::Zero(in, batch)) {}
   Index input_size() const { return in_; }
   Index output_size() const { return mask_.rows(); }
   const stoch::Matrix<T>& forward(const stoch::MatrixCRef<T>&, stoch::Context<T>&) { return mask_; }
@@ -55,6 +46,11 @@ class FixedMaskGate {
   stoch::ParameterList<T> parameters() { return {}; }
 
  private:
+  static stoch::Matrix<T> mask(Index units, Index batch, double density) {
+    stoch::Generator rng(2013, 5);
+    return stoch::bench::exact_density<T>(units, batch, density, rng, [] { return T(1); });
+  }
+
   Index in_;
   stoch::Matrix<T> mask_, input_gradient_;
 };

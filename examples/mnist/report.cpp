@@ -97,13 +97,14 @@ json paper_json() {
   return {{"source", "Bengio, Leonard, Courville (2013), Figure 2 (right), MNIST"}, {"variants", rows}};
 }
 
-/// The bound measured on this machine: the skipping pass with every gate closed costs the gater and the
-/// output layer only, so no expert kernel, however fast, can make skipping faster than dense / closed.
+/// The bound measured on this machine: the skipping pass with every gate closed costs the gater only (the
+/// output layer skips every input), so no expert kernel, however fast, can make skipping faster than
+/// dense / closed.
 std::string measured_bound_table(const std::vector<VariantResult>& results) {
   std::ostringstream out;
   out << "Measured on this machine: the same timed pass with every gate closed (a threshold above any score) "
-         "is the gater and the output layer alone, what skipping would cost with a free expert; dense / closed "
-         "bounds the speed-up here, whatever the expert kernel.\n\n"
+         "is the gater alone (the output layer then adds only its bias), what skipping would cost with a free "
+         "expert; dense / closed bounds the speed-up here, whatever the expert kernel.\n\n"
          "| gater | eval dense s | eval skipping s | eval every gate closed s | speed-up | bound (dense / closed) |\n"
          "|---|---|---|---|---|---|\n";
   bool any = false;
@@ -205,10 +206,11 @@ void write_results(const std::filesystem::path& out, const std::vector<VariantRe
      << figure2_table(results) << "\n";
   const Cost c = cost(2000);
   const double dense = c.gater + c.expert + c.output,
-               sparse = c.gater + settings.target_density * c.expert + c.output;
+               sparse = c.gater + settings.target_density * (c.expert + c.output);
   md << "Bound on the speed-up: per example the gater costs " << format("%.0f", c.gater) << " multiply-adds (784·400 "
      << "+ 400·2000), the expert " << format("%.0f", c.expert) << " (784·2000) and the output layer "
-     << format("%.0f", c.output) << "; skipping 90% of the expert leaves " << format("%.0f", sparse) << " of "
+     << format("%.0f", c.output) << " (2000·10); skipping 90% of the expert, and of the output layer's inputs, "
+     << "leaves " << format("%.0f", sparse) << " of "
      << format("%.0f", dense) << ", so skipping can remove at most " << format("%.2f", dense / sparse)
      << "x of the multiply-adds in this architecture. A measured ratio somewhat above that comes from the "
         "work that is not multiply-adds: the dense path also adds the bias to and multiplies the mask into "

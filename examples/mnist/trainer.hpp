@@ -84,6 +84,9 @@ class Trainer {
         sgd_(net_.parameters(), {.learning_rate = static_cast<T>(settings.learning_rate),
                                  .momentum = static_cast<T>(config_.momentum)}) {
     net_.set_input_gradient(false);  // dL/dpixels is never read: the parameter gradients are the same
+    // The output layer reads only the open units' outgoing weights in evaluation (Sec. 5: a closed unit's
+    // output is 0); training keeps the dense product and its rounding.
+    output_layer().set_zero_skipping(stoch::ZeroSkipping::evaluation);
     layer().gater().template get<2>().bias().value.setConstant(config_.gate_bias);
     if (config_.gate_init_norm > 0)  // every gate unit starts at this norm (README.md, "Choices")
       stoch::set_unit_norms(layer().gater().template get<2>().weight(), static_cast<T>(config_.gate_init_norm));
@@ -131,8 +134,11 @@ class Trainer {
   /// Evaluation of the test set with skipping (sparse kernels) and without (dense product), best of R;
   /// called after run(), on the best epoch's parameters.
   void time_evaluation(VariantResult& result) {
+    // Without skipping, every product is dense: the expert's and the output layer's.
     auto time_path = [&](stoch::ExpertPath path) {
       layer().set_path(path);
+      output_layer().set_zero_skipping(path == stoch::ExpertPath::dense ? stoch::ZeroSkipping::off
+                                                                        : stoch::ZeroSkipping::evaluation);
       const auto start = Clock::now();
       evaluate_logits_only(data_.test);
       return seconds(start, Clock::now());
@@ -158,6 +164,7 @@ class Trainer {
       result.eval_seconds_closed = std::min(result.eval_seconds_closed, time_closed());
     }
     layer().set_path(stoch::ExpertPath::automatic);
+    output_layer().set_zero_skipping(stoch::ZeroSkipping::evaluation);
   }
 
  private:
@@ -174,6 +181,7 @@ class Trainer {
   }
 
   Layer0& layer() { return net_.template get<1>(); }
+  stoch::Linear<T>& output_layer() { return net_.template get<2>(); }
   G& gate() { return layer().gater().last(); }
 
   // ---------------------------------------------------------------- training

@@ -61,3 +61,12 @@ TEST_CASE("append_set_bits lists the set bits of a 64-bit mask, increasing", "[b
     CHECK(std::equal(expected.begin(), expected.end(), out.begin()));
   }
 }
+
+TEST_CASE("fill_lanes writes kLaneSlack copies of the value and nothing past them", "[bit_sets]") {
+  std::array<std::int32_t, internal::kLaneSlack + 2> out;
+  out.fill(kUntouched);
+  internal::fill_lanes(-123456, out.data() + 1);
+  CHECK(out.front() == kUntouched);
+  CHECK(std::all_of(out.begin() + 1, out.end() - 1, [](std::int32_t v) { return v == -123456; }));
+  CHECK(out.back() == kUntouched);
+}

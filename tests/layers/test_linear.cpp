@@ -66,3 +66,48 @@ TEMPLATE_TEST_CASE("Linear without dL/dx: the same parameter gradients, an empty
   without.forward(x, ctx);
   CHECK(without.backward(dy, ctx) == dx);
 }
+
+TEMPLATE_TEST_CASE("Linear skipping zero inputs gives the dense forward and the same backward", "[linear]", float,
+                   double) {
+  using T = TestType;
+  const double tolerance = std::is_same_v<T, float> ? 1e-5 : 1e-13;
+  Generator rng(21);
+  Linear<T> dense(40, 10, rng), skipping = dense;
+  skipping.bias().value = dense.bias().value = test::random_matrix<T>(10, 1, 22);
+  CHECK(dense.zero_skipping() == ZeroSkipping::off);
+  skipping.set_zero_skipping(ZeroSkipping::always);
+  CHECK(skipping.zero_skipping() == ZeroSkipping::always);
+  Context<T> ctx(Mode::train, rng);
+  std::uint64_t seed = 30;
+  // Below the crossover the zeros are skipped; above it the dense product runs: the same values either way.
+  for (const double density : {0.0, 0.05, Linear<T>::kZeroSkippingCrossover, 0.6, 1.0}) {
+    CAPTURE(density);
+    Matrix<T> x = test::random_matrix<T>(40, 6, ++seed);
+    const Matrix<T> keep = test::random_matrix<T>(40, 6, ++seed);
+    for (Index k = 0; k < x.size(); ++k)
+      if ((keep.data()[k] + T(1)) / T(2) >= static_cast<T>(density)) x.data()[k] = T(0);
+    const Matrix<T> expected = dense.forward(x, ctx);
+    const Matrix<T> y = skipping.forward(x, ctx);
+    CHECK((y - expected).cwiseAbs().maxCoeff() <= tolerance * 40);
+    const Matrix<T> dy = test::random_matrix<T>(10, 6, ++seed);
+    const Matrix<T> dx_dense = dense.backward(dy, ctx);
+    const Matrix<T> dx_skipping = skipping.backward(dy, ctx);
+    CHECK(dx_skipping == dx_dense);
+    CHECK(skipping.weight().grad == dense.weight().grad);
+    CHECK(skipping.bias().grad == dense.bias().grad);
+  }
+}
+
+TEST_CASE("Linear with ZeroSkipping::evaluation keeps the dense product, bit for bit, in training", "[linear]") {
+  Generator rng(23);
+  Linear<float> dense(300, 10, rng), skipping = dense;
+  skipping.set_zero_skipping(ZeroSkipping::evaluation);
+  Matrix<float> x = test::random_matrix<float>(300, 8, 24);
+  for (Index k = 0; k < x.size(); ++k)
+    if (k % 13 != 0) x.data()[k] = 0.0f;  // 7.7 % non-zero: below the crossover
+  Context<float> train(Mode::train, rng), eval(Mode::eval, rng);
+  CHECK(skipping.forward(x, train) == dense.forward(x, train));
+  const Matrix<float> expected = dense.forward(x, eval);
+  const Matrix<float> y = skipping.forward(x, eval);
+  CHECK((y - expected).cwiseAbs().maxCoeff() <= 1e-5f * 300);
+}

@@ -24,4 +24,15 @@ using MatrixCRef = Eigen::Ref<const Matrix<T>>;
 template <class T>
 using MatrixRef = Eigen::Ref<Matrix<T>>;
 
+namespace internal {
+
+/// SIMD packets from Eigen's own packet math, so the kernels vectorise wherever Eigen does
+/// (SSE, AVX, AVX-512, NEON) with the same -march flags the user compiles Eigen with.
+template <class T>
+using Packet = typename Eigen::internal::packet_traits<T>::type;
+template <class T>
+inline constexpr Index kPacketSize = Eigen::internal::unpacket_traits<Packet<T>>::size;
+
+}  // namespace internal
+
 }  // namespace stoch

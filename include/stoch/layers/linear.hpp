@@ -5,9 +5,17 @@
 
 #include "stoch/core/error.hpp"
 #include "stoch/core/initialization.hpp"
+#include "stoch/core/zero_skipping_product.hpp"
 #include "stoch/layers/layer.hpp"
 
 namespace stoch {
+
+/// When Linear::forward skips the zero entries of its input (Linear::set_zero_skipping).
+enum class ZeroSkipping {
+  off,         ///< always the dense product (the default)
+  evaluation,  ///< in Mode::eval only: training keeps the dense product, and so its rounding
+  always,      ///< in both modes
+};
 
 /// Affine map from `in` to `out` features. W is `out x in`, b is `out x 1`.
 template <class T>
@@ -41,6 +49,12 @@ class Linear {
     internal::check_batch("Linear::forward", x.cols());
     internal::check_finite("Linear::forward: input", x);
     if (ctx.training()) input_ = x;  // kept for dW = dy x^T
+    const bool skip = zero_skipping_ == ZeroSkipping::always ||
+                      (zero_skipping_ == ZeroSkipping::evaluation && !ctx.training());
+    if (skip && static_cast<double>(nonzero_.build<T>(x)) <= kZeroSkippingCrossover * static_cast<double>(x.size())) {
+      internal::zero_skipping_product<T>(weight_.value, bias_.value.data(), x, nonzero_, output_);
+      return output_;
+    }
     output_.noalias() = weight_.value * x;
     output_.colwise() += bias_.value.col(0);
     return output_;
@@ -61,6 +75,20 @@ class Linear {
   void set_input_gradient(bool needed) noexcept { input_gradient_needed_ = needed; }
   bool input_gradient() const noexcept { return input_gradient_needed_; }
 
+  /// When forward skips the zero entries of its input, reading for each example only the columns of W at
+  /// its non-zero inputs (internal::zero_skipping_product), if at most kZeroSkippingCrossover of the batch's
+  /// inputs are non-zero (the dense product otherwise, after the listing). For a layer fed by a gated layer,
+  /// whose closed units output 0 (Sec. 5): their outgoing weights are then skipped too. The outputs equal the
+  /// dense product's up to rounding (the sums run in another order); backward is unchanged.
+  void set_zero_skipping(ZeroSkipping when) noexcept { zero_skipping_ = when; }
+  ZeroSkipping zero_skipping() const noexcept { return zero_skipping_; }
+  /// Fraction of non-zero inputs up to which forward skips the zeros (when asked to). Measured with
+  /// bench/linear.cpp (BM_LinearForward, float, one thread, AMD EPYC, Zen 5): the MNIST output layer
+  /// (10 x 2000, batch 32) takes 13-14 us skipping at 5 % non-zero inputs and 17-19 us at 10 %, against
+  /// 23-26 us dense, but 28 us at 25 % (a 400 x 784 layer: 37-40 us against 143-154 us at 10 %, 89 against
+  /// 141 at 25 %). Above the crossover the listing (6 us at 2000 x 32) is paid for nothing.
+  static constexpr double kZeroSkippingCrossover = 0.15;
+
   ParameterList<T> parameters() { return {&weight_, &bias_}; }
 
   Parameter<T>& weight() { return weight_; }
@@ -72,6 +100,8 @@ class Linear {
   Parameter<T> weight_, bias_;
   Matrix<T> input_, output_, input_gradient_;
   bool input_gradient_needed_ = true;
+  ZeroSkipping zero_skipping_ = ZeroSkipping::off;
+  internal::NonzeroRows nonzero_;  // of the last zero-skipping forward's input
 };
 
 }  // namespace stoch
