@@ -78,3 +78,12 @@ TEST_CASE("zero_skipping_product reads W through its outer stride (a block of a 
   const Matrix<float> x = test::exact_mask<float>(20, 4, 0.25, 5);
   CHECK(distance_from_dense<float>(w, bias, x) <= 1e-5);
 }
+
+TEST_CASE("NonzeroRows stops after the first column that takes the count above the limit", "[zero_skipping]") {
+  const Matrix<float> x = Matrix<float>::Ones(40, 5);
+  internal::NonzeroRows nonzero;
+  CHECK(nonzero.build<float>(x, 50) == 80);   // columns 0 and 1, then stop
+  CHECK(nonzero.build<float>(x, 200) == 200);  // never above: every column listed
+  CHECK(nonzero.offsets.back() == 200);
+  CHECK(nonzero.build<float>(x) == 200);
+}

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "stoch/core/bit_sets.hpp"
@@ -25,9 +26,11 @@ struct NonzeroRows {
   std::vector<std::int32_t> rows, offsets;
 
   /// Lists x's non-zero entries (-0 counts as zero, NaN as non-zero; 16 values per vector test, no branch
-  /// per value); returns how many.
+  /// per value) and returns how many; or stops after the first column that takes the count above `limit`
+  /// and returns that count, the lists then incomplete (a caller that would run the dense product above
+  /// `limit` lists no more than it needs to decide).
   template <class T>
-  Index build(const MatrixCRef<T>& x) {
+  Index build(const MatrixCRef<T>& x, Index limit = std::numeric_limits<Index>::max()) {
     const Index height = x.rows(), batch = x.cols();
     rows.resize(static_cast<std::size_t>(height * batch) + kLaneSlack);
     offsets.resize(static_cast<std::size_t>(batch) + 1);
@@ -39,6 +42,7 @@ struct NonzeroRows {
         const int block = static_cast<int>(std::min<Index>(kLaneSlack, height - i));
         count += append_nonzero(column + i, static_cast<std::int32_t>(i), block, rows.data() + count);
       }
+      if (count > limit) return count;
     }
     offsets[static_cast<std::size_t>(batch)] = count;
     return count;

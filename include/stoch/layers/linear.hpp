@@ -51,7 +51,8 @@ class Linear {
     if (ctx.training()) input_ = x;  // kept for dW = dy x^T
     const bool skip = zero_skipping_ == ZeroSkipping::always ||
                       (zero_skipping_ == ZeroSkipping::evaluation && !ctx.training());
-    if (skip && static_cast<double>(nonzero_.build<T>(x)) <= kZeroSkippingCrossover * static_cast<double>(x.size())) {
+    const auto limit = static_cast<Index>(kZeroSkippingCrossover * static_cast<double>(x.size()));
+    if (skip && nonzero_.build<T>(x, limit) <= limit) {
       internal::zero_skipping_product<T>(weight_.value, bias_.value.data(), x, nonzero_, output_);
       return output_;
     }
@@ -77,7 +78,8 @@ class Linear {
 
   /// When forward skips the zero entries of its input, reading for each example only the columns of W at
   /// its non-zero inputs (internal::zero_skipping_product), if at most kZeroSkippingCrossover of the batch's
-  /// inputs are non-zero (the dense product otherwise, after the listing). For a layer fed by a gated layer,
+  /// inputs are non-zero (the dense product otherwise: the listing stops at the first column that passes
+  /// the crossover). For a layer fed by a gated layer,
   /// whose closed units output 0 (Sec. 5): their outgoing weights are then skipped too. The outputs equal the
   /// dense product's up to rounding (the sums run in another order); backward is unchanged.
   void set_zero_skipping(ZeroSkipping when) noexcept { zero_skipping_ = when; }
@@ -86,7 +88,7 @@ class Linear {
   /// bench/linear.cpp (BM_LinearForward, float, one thread, AMD EPYC, Zen 5): the MNIST output layer
   /// (10 x 2000, batch 32) takes 13-14 us skipping at 5 % non-zero inputs and 17-19 us at 10 %, against
   /// 23-26 us dense, but 28 us at 25 % (a 400 x 784 layer: 37-40 us against 143-154 us at 10 %, 89 against
-  /// 141 at 25 %). Above the crossover the listing (6 us at 2000 x 32) is paid for nothing.
+  /// 141 at 25 %).
   static constexpr double kZeroSkippingCrossover = 0.15;
 
   ParameterList<T> parameters() { return {&weight_, &bias_}; }
