@@ -39,6 +39,7 @@
 
 #include "stoch/core/bit_sets.hpp"
 #include "stoch/core/matrix.hpp"
+#include "stoch/core/zero_skipping_product.hpp"
 
 namespace stoch {
 
@@ -173,9 +174,9 @@ class ActiveSet {
     }
     const bool by_unit = layout_ == ListLayout::by_unit;
     for (Index b = 0; b < batch_; ++b) {
-      const std::int32_t last = column_offsets_[static_cast<std::size_t>(b) + 1];
-      for (std::int32_t p = column_offsets_[static_cast<std::size_t>(b)]; p < last; ++p)
-        f(Index(column_units_[static_cast<std::size_t>(p)]), b,
+      const std::int32_t last = columns_.offsets[static_cast<std::size_t>(b) + 1];
+      for (std::int32_t p = columns_.offsets[static_cast<std::size_t>(b)]; p < last; ++p)
+        f(Index(columns_.rows[static_cast<std::size_t>(p)]), b,
           Index(by_unit ? column_positions_[static_cast<std::size_t>(p)] : p));
     }
   }
@@ -198,24 +199,16 @@ class ActiveSet {
   void build_through_columns(const MatrixCRef<T>& h, ListLayout layout) {
     layout_ = layout;
     column_lists_ = true;
-    // The lists by example first, branch-free (see append_open), into a buffer with slack. Walking each
-    // column's open gates straight into unit lists mispredicted the loop over each 16-gate block's open
-    // bits (1.6 on average at 10%): 634 us of list building at (4096 units, batch 256), 230 us this way.
+    // The lists by example first, branch-free (internal::NonzeroRows, the zero-skipping product's lists).
+    // Walking each column's open gates straight into unit lists mispredicted the loop over each 16-gate
+    // block's open bits (1.6 on average at 10%): 634 us of list building at (4096 units, batch 256), 230 us
+    // this way.
     const auto nonzeros = static_cast<std::size_t>(nonzeros_);
-    column_units_.resize(nonzeros + internal::kLaneSlack);
-    column_offsets_.resize(static_cast<std::size_t>(batch_) + 1);
-    std::int32_t position = 0;
-    for (Index b = 0; b < batch_; ++b) {
-      column_offsets_[static_cast<std::size_t>(b)] = position;
-      const T* column = h.col(b).data();
-      for (Index i = 0; i < units_; i += kMaskBlock)
-        position += append_open(column, i, std::min(kMaskBlock, units_ - i), column_units_.data() + position);
-    }
-    column_offsets_[static_cast<std::size_t>(batch_)] = position;
+    columns_.build<T>(h);
     examples_.resize(nonzeros);
     if (layout == ListLayout::by_example) {
-      std::copy_n(column_units_.begin(), nonzeros, examples_.begin());
-      offsets_ = column_offsets_;
+      std::copy_n(columns_.rows.begin(), nonzeros, examples_.begin());
+      offsets_ = columns_.offsets;
       return;
     }
     // A counting sort on the unit, from the counts of pass 1; each pair's place is kept for
@@ -226,10 +219,10 @@ class ActiveSet {
     std::int32_t* cursor = cursor_.data();
     std::int32_t* entries = examples_.data();
     std::int32_t* positions = column_positions_.data();
-    const std::int32_t* units = column_units_.data();
+    const std::int32_t* units = columns_.rows.data();
     for (Index b = 0; b < batch_; ++b) {
-      const std::int32_t last = column_offsets_[static_cast<std::size_t>(b) + 1];
-      for (std::int32_t p = column_offsets_[static_cast<std::size_t>(b)]; p < last; ++p) {
+      const std::int32_t last = columns_.offsets[static_cast<std::size_t>(b) + 1];
+      for (std::int32_t p = columns_.offsets[static_cast<std::size_t>(b)]; p < last; ++p) {
         const std::int32_t at = cursor[units[p]]++;
         entries[at] = static_cast<std::int32_t>(b);
         positions[p] = at;
@@ -245,13 +238,6 @@ class ActiveSet {
       running += counts_[i];
     }
     offsets_[static_cast<std::size_t>(units_)] = running;
-  }
-
-  /// Writes the indices of the open gates among column[first .. first + count), count <= 16, to entries and
-  /// returns how many (internal::append_nonzero; kLaneSlack of slack).
-  template <class T>
-  static std::int32_t append_open(const T* column, Index first, Index count, std::int32_t* entries) noexcept {
-    return internal::append_nonzero(column + first, static_cast<std::int32_t>(first), static_cast<int>(count), entries);
   }
 
   /// By-unit lists from the per-unit masks of open examples that count(h) swept (batch_ <= kMaskBatch).
@@ -359,7 +345,8 @@ class ActiveSet {
   bool lists_built_ = false;
   ListLayout layout_ = ListLayout::by_unit;
   std::vector<std::int32_t> counts_, offsets_, cursor_, examples_, list_of_;
-  std::vector<std::int32_t> column_units_, column_offsets_, column_positions_;
+  internal::NonzeroRows columns_;  // the open gates column by column (lists built through columns)
+  std::vector<std::int32_t> column_positions_;
   std::vector<std::uint64_t> masks_;
   bool column_lists_ = false;
   std::vector<std::int32_t> natural_, visit_, keys_, buckets_;
