@@ -66,7 +66,8 @@ enum class VisitOrder { natural, by_leading_examples };
 /// for_each_open_matrix_order.
 class ActiveSet {
  public:
-  /// Pass 1: per-unit counts of open gates. h is `units x batch`.
+  /// Pass 1: per-unit counts of open gates. h is `units x batch`; a gate is open iff h != 0
+  /// (internal::is_nonzero: -0 closed, NaN open).
   template <class T>
   void count(const MatrixCRef<T>& h) {
     units_ = h.rows();
@@ -84,12 +85,14 @@ class ActiveSet {
       const T* c2 = h.col(b + 2).data();
       const T* c3 = h.col(b + 3).data();
       for (Index i = 0; i < units_; ++i)
-        counts[i] += static_cast<std::int32_t>(is_open(c0 + i)) + static_cast<std::int32_t>(is_open(c1 + i)) +
-                     static_cast<std::int32_t>(is_open(c2 + i)) + static_cast<std::int32_t>(is_open(c3 + i));
+        counts[i] += static_cast<std::int32_t>(internal::is_nonzero(c0 + i)) +
+                     static_cast<std::int32_t>(internal::is_nonzero(c1 + i)) +
+                     static_cast<std::int32_t>(internal::is_nonzero(c2 + i)) +
+                     static_cast<std::int32_t>(internal::is_nonzero(c3 + i));
     }
     for (; b < batch_; ++b) {
       const T* column = h.col(b).data();
-      for (Index i = 0; i < units_; ++i) counts[i] += static_cast<std::int32_t>(is_open(column + i));
+      for (Index i = 0; i < units_; ++i) counts[i] += static_cast<std::int32_t>(internal::is_nonzero(column + i));
     }
     nonzeros_ = 0;
     active_units_ = 0;
@@ -268,7 +271,7 @@ class ActiveSet {
       for (int c = 0; c < 4; ++c) bits[c] = _mm512_set1_epi64(static_cast<long long>(std::uint64_t(1) << (b + c)));
       const T* columns[4] = {h.col(b).data(), h.col(b + 1).data(), h.col(b + 2).data(), h.col(b + 3).data()};
       std::size_t i = 0;
-      for (; i + kMaskBlock <= units; i += kMaskBlock) {
+      for (; i + internal::kLaneSlack <= units; i += internal::kLaneSlack) {
         __m512i low = _mm512_loadu_si512(masks + i), high = _mm512_loadu_si512(masks + i + 8);
         for (int c = 0; c < 4; ++c) {
           const std::uint32_t open = internal::nonzero_mask(columns[c] + i);
@@ -279,12 +282,14 @@ class ActiveSet {
         _mm512_storeu_si512(masks + i + 8, high);
       }
       for (; i < units; ++i)
-        for (int c = 0; c < 4; ++c) masks[i] |= static_cast<std::uint64_t>(is_open(columns[c] + i)) << (b + c);
+        for (int c = 0; c < 4; ++c)
+          masks[i] |= static_cast<std::uint64_t>(internal::is_nonzero(columns[c] + i)) << (b + c);
     }
 #endif
     for (; b < batch_; ++b) {
       const T* column = h.col(b).data();
-      for (std::size_t i = 0; i < units; ++i) masks[i] |= static_cast<std::uint64_t>(is_open(column + i)) << b;
+      for (std::size_t i = 0; i < units; ++i)
+        masks[i] |= static_cast<std::uint64_t>(internal::is_nonzero(column + i)) << b;
     }
   }
 
@@ -332,14 +337,6 @@ class ActiveSet {
     }
     natural_.resize(n);
   }
-
-
-  // A gate is open iff h != 0 (internal::is_nonzero: -0 closed, NaN open).
-  template <class T>
-  static bool is_open(const T* value) noexcept {
-    return internal::is_nonzero(value);
-  }
-  static constexpr Index kMaskBlock = internal::kLaneSlack;
 
   Index units_ = 0, batch_ = 0, nonzeros_ = 0, active_units_ = 0;
   bool lists_built_ = false;
