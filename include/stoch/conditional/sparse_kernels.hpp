@@ -49,12 +49,12 @@ enum class ListLayout { by_unit, by_example };
 /// The order in which the forward kernel walks the (non-empty) lists. `natural`: by index. By unit,
 /// `by_leading_examples` sorts the units by their first, then second open example, so that units walked
 /// one after the other share input columns and find them in L1: at the paper's shape (a batch of 32
-/// MNIST images, 100 KB of x against 32 KB of L1) the kernel loads every packet of x from L2, and the
-/// order makes it 1.15-1.2x faster at 5-10% density. With long lists (a unit shares only its first
-/// column of many) or large columns (few fit in L1) it gains nothing and scatters the reads of W, so
-/// the layer asks for it only where it pays (internal::leading_order_pays); it applies to by-unit lists
-/// of batches up to ActiveSet::kMaskBatch. It changes no result: each open pair's dot product is computed
-/// exactly as in the natural order.
+/// MNIST images, 100 KB of x against 32-48 KB of L1 on Zen 4-5) the kernel loads every packet of x from
+/// L2, and the order makes it 1.15-1.2x faster at 5-10% density. With long lists (a unit shares only its
+/// first column of many) or large columns (few fit in L1) it gains nothing and scatters the reads of W,
+/// so the layer asks for it only where it pays (internal::leading_order_pays); it applies to by-unit
+/// lists of batches up to ActiveSet::kMaskBatch. It changes no result: each open pair's dot product is
+/// computed exactly as in the natural order.
 enum class VisitOrder { natural, by_leading_examples };
 
 /// The open gates of one batch: which (unit, example) pairs have h[i, b] != 0.
