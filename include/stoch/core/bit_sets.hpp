@@ -13,8 +13,9 @@
 
 namespace stoch::internal {
 
-/// The width of the lane masks these helpers take and give (16 entries: one AVX-512 vector of floats), and
-/// so how many entries append_set_lanes may write past the ones it counts: the output needs this much slack.
+/// The width of the lane masks these helpers take and give (16 entries: one AVX-512 vector of floats, two of
+/// doubles), and so how many entries append_set_lanes may write past the ones it counts: the output needs
+/// this much slack.
 inline constexpr int kLaneSlack = 16;
 
 /// Writes first + i for every set bit i < 16 of `lanes`, increasing, to `out`, and returns how many.
