@@ -4,9 +4,15 @@
 //   BM_GatedForward/<path>/<units>/<in>/<batch>/<density_permille>    forward, Mode::eval
 //   BM_GatedTrainStep/<path>/<units>/<in>/<batch>/<density_permille>  forward + backward, Mode::train
 //   BM_SparseForwardKernel/<units>/<in>/<batch>/<density_permille>/<order>  the sparse forward kernel alone
-//     (<order>: 0 = VisitOrder::natural, 1 = VisitOrder::by_leading_examples)
+//     (<order>: 0 = by-unit lists, VisitOrder::natural; 1 = by-unit lists, VisitOrder::by_leading_examples;
+//     2 = by-example lists, each input column loaded once per packet for the example's open units, whose
+//     weight columns are then the operands read once per FMA)
 //   BM_SparseForwardKernelCachedWeights/<units>/<in>/<batch>/<density_permille>/<order>/<columns>  the same,
 //     each unit reading its weights from one of <columns> columns that stay in cache
+//   BM_SparseForwardKernelCachedOperands/<units>/<in>/<batch>/<density_permille>/<order>/<fixed_columns>/
+//     <partner_columns>  the same, both operands wrapped to a few columns: every operand in L1
+//   BM_ReadBandwidth/<kilobytes>  a plain sequential read of a buffer, the machine's rate from L1, L2 or L3
+//     per 64-byte line: the floor under any kernel whose FMAs each need a line from there
 //   BM_DenseProduct/<rows>/<in>/<batch>  Eigen's product W x alone (W `rows x in`): the dense expert and
 //     the gater's two products of the MNIST evaluation, per SIMD FMA, beside the sparse kernel's
 //
@@ -131,8 +137,8 @@ struct KernelRun {
     stoch::Context<T> ctx(stoch::Mode::eval, rng);
     const stoch::Matrix<T>& mask = gate.forward(stoch::Matrix<T>(), ctx);
     active.count<T>(mask);
-    active.build_lists<T>(mask, stoch::ListLayout::by_unit,
-                          state.range(4) != 0 ? stoch::VisitOrder::by_leading_examples : stoch::VisitOrder::natural);
+    active.build_lists<T>(mask, state.range(4) == 2 ? stoch::ListLayout::by_example : stoch::ListLayout::by_unit,
+                          state.range(4) == 1 ? stoch::VisitOrder::by_leading_examples : stoch::VisitOrder::natural);
     sums.resize(static_cast<std::size_t>(active.nonzeros()));
   }
   stoch::MatrixCRef<T> x() const { return padded.topRows(weights_t.rows()); }
@@ -178,6 +184,51 @@ void BM_SparseForwardKernelCachedWeights(benchmark::State& state) {
   run.report(state);
 }
 
+/// The same kernel over the same lists with both operands wrapped: list m reads its fixed column (a weight
+/// column by unit, an input column by example) m mod <fixed_columns>, and partner p reads column p mod
+/// <partner_columns>. With a few of each, every operand sits in L1: what is left is the kernel's own work
+/// for these lists (their block widths, one horizontal sum per pair), what it would take if nothing had to
+/// come from L2 or L3 (the sums are not the layer's).
+void BM_SparseForwardKernelCachedOperands(benchmark::State& state) {
+  KernelRun run(state);
+  struct CachedOperands {
+    stoch::internal::ListOperands<T> layer;
+    Index fixed_columns, partner_columns;
+    const T* fixed(Index m, Index j0) const { return layer.fixed(m % fixed_columns, j0); }
+    const T* partner(Index other, Index j0) const { return layer.partner(other % partner_columns, j0); }
+  };
+  const stoch::MatrixCRef<T> weights_t = run.weights_t, x = run.x();
+  const CachedOperands operands{{run.active, weights_t, x}, state.range(5), state.range(6)};
+  for (auto _ : state) {
+    stoch::internal::sparse_expert_forward_with<T>(run.active, operands, x.rows(), x.cols(), run.sums.data());
+    benchmark::DoNotOptimize(run.sums.data());
+  }
+  run.report(state);
+}
+
+/// Sums a `kilobytes` buffer packet by packet, over and over, with 8 independent accumulators (the adds
+/// never wait): the time per 64-byte line is what the cache level holding the buffer delivers to one core.
+void BM_ReadBandwidth(benchmark::State& state) {
+  using P = stoch::internal::Packet<T>;
+  constexpr Index S = stoch::internal::kPacketSize<T>;
+  constexpr Index kAccumulators = 8;
+  const Index size = state.range(0) * 1024 / static_cast<Index>(sizeof(T));
+  const stoch::Vector<T> buffer = stoch::Vector<T>::Random(size);
+  for (auto _ : state) {
+    P acc[kAccumulators];
+    for (P& a : acc) a = Eigen::internal::pset1<P>(T(0));
+    for (Index j = 0; j + kAccumulators * S <= size; j += kAccumulators * S)
+      for (Index u = 0; u < kAccumulators; ++u)
+        acc[u] = Eigen::internal::padd(acc[u], Eigen::internal::ploadu<P>(buffer.data() + j + u * S));
+    P total = acc[0];
+    for (Index u = 1; u < kAccumulators; ++u) total = Eigen::internal::padd(total, acc[u]);
+    benchmark::DoNotOptimize(total);
+  }
+  state.counters["time_per_line"] = benchmark::Counter(
+      static_cast<double>(size) * static_cast<double>(sizeof(T)) / 64.0,
+      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
 /// Eigen's product W x alone, W `rows x in`, x `in x batch` (no bias, mask or check), with `packet_fmas`
 /// counted as for the sparse kernel: the per-FMA cost that skipping competes with, and the gater's
 /// products, which skipping cannot avoid.
@@ -202,6 +253,7 @@ void BM_DenseProduct(benchmark::State& state) {
 BENCHMARK(BM_SparseForwardKernel)
     ->Args({2000, 784, 32, 100, 0})
     ->Args({2000, 784, 32, 100, 1})
+    ->Args({2000, 784, 32, 100, 2})
     ->Args({2000, 784, 32, 1000, 0})
     ->Args({500, 784, 32, 100, 0})
     ->Args({200, 784, 32, 100, 0})
@@ -215,6 +267,16 @@ BENCHMARK(BM_SparseForwardKernelCachedWeights)
     ->Args({2000, 784, 32, 100, 0, 100})
     ->Args({2000, 784, 32, 100, 1, 100})
     ->Unit(benchmark::kMicrosecond);
+// Both operands of the paper's expert from 4 columns each (2 x 12.5 KB, in L1), in the three orders; at 1000
+// permille every unit is two blocks of 16, the block code at its widest, beside Eigen's dense product.
+BENCHMARK(BM_SparseForwardKernelCachedOperands)
+    ->Args({2000, 784, 32, 100, 0, 4, 4})
+    ->Args({2000, 784, 32, 100, 1, 4, 4})
+    ->Args({2000, 784, 32, 100, 2, 4, 4})
+    ->Args({2000, 784, 32, 1000, 0, 4, 4})
+    ->Unit(benchmark::kMicrosecond);
+// 32 KB (in L1), 100 KB (a batch of 32 inputs, in L2), 768 KB (in L2), 6 MB (the expert's weights, in L3).
+BENCHMARK(BM_ReadBandwidth)->Arg(32)->Arg(100)->Arg(768)->Arg(6144)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_DenseProduct)
     ->ArgsProduct({{2000}, {784}, {32, 256}})
     ->ArgsProduct({{400}, {784}, {32, 256}})
