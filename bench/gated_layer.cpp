@@ -188,14 +188,20 @@ void BM_SparseForwardKernelCachedWeights(benchmark::State& state) {
 /// column by unit, an input column by example) m mod <fixed_columns>, and partner p reads column p mod
 /// <partner_columns>. With a few of each, every operand sits in L1: what is left is the kernel's own work
 /// for these lists (their block widths, one horizontal sum per pair), what it would take if nothing had to
-/// come from L2 or L3 (the sums are not the layer's).
+/// come from L2 or L3 (the sums are not the layer's). Both counts are powers of two, so that the wrap is a
+/// mask and adds no division to the work measured.
 void BM_SparseForwardKernelCachedOperands(benchmark::State& state) {
+  const auto power_of_two = [](std::int64_t n) { return n > 0 && (n & (n - 1)) == 0; };
+  if (!power_of_two(state.range(5)) || !power_of_two(state.range(6))) {
+    state.SkipWithError("<fixed_columns> and <partner_columns> must be powers of two");
+    return;
+  }
   KernelRun run(state);
   struct CachedOperands {
     stoch::internal::ListOperands<T> layer;
     Index fixed_columns, partner_columns;
-    const T* fixed(Index m, Index j0) const { return layer.fixed(m % fixed_columns, j0); }
-    const T* partner(Index other, Index j0) const { return layer.partner(other % partner_columns, j0); }
+    const T* fixed(Index m, Index j0) const { return layer.fixed(m & (fixed_columns - 1), j0); }
+    const T* partner(Index other, Index j0) const { return layer.partner(other & (partner_columns - 1), j0); }
   };
   const stoch::MatrixCRef<T> weights_t = run.weights_t, x = run.x();
   const CachedOperands operands{{run.active, weights_t, x}, state.range(5), state.range(6)};
