@@ -22,6 +22,8 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -142,25 +144,32 @@ struct KernelRun {
     sums.resize(static_cast<std::size_t>(active.nonzeros()));
   }
   stoch::MatrixCRef<T> x() const { return padded.topRows(weights_t.rows()); }
+  /// Times the kernel's loop over these lists with `operands` (ListOperands: the layer's own,
+  /// internal::sparse_expert_forward; or a wrapper of it that redirects some columns).
+  template <class Operands>
+  void time_kernel(benchmark::State& state, const Operands& operands) {
+    const Index in = weights_t.rows(), batch = padded.cols();
+    for (auto _ : state) {
+      stoch::internal::sparse_expert_forward_with<T>(active, operands, in, batch, sums.data());
+      benchmark::DoNotOptimize(sums.data());
+    }
+    report(state);
+  }
   void report(benchmark::State& state) const {
     state.counters["packet_fmas"] = static_cast<double>(active.nonzeros() * packets_per_column(weights_t.rows()));
     state.counters["density"] = active.density();
   }
 };
 
-/// The sparse forward kernel alone (internal::sparse_expert_forward, by-unit lists, no list building,
-/// copy or scatter), to show what bounds it: `packet_fmas` per iteration gives the time per SIMD FMA.
+/// The sparse forward kernel alone (internal::sparse_expert_forward, no list building, copy or scatter), to
+/// show what bounds it: `packet_fmas` per iteration gives the time per SIMD FMA.
 /// (4096, 512, 8) at 1000 permille is the control whose inputs (16 KB) sit in L1; (2000, 784, 32) at 1000
 /// permille is the control whose inputs (100 KB) sit in L2 but are read in long streams (32 per unit), each
 /// weight packet serving 32 FMAs: what is left of the per-FMA cost is the transfer of x from L2 to L1.
 void BM_SparseForwardKernel(benchmark::State& state) {
   KernelRun run(state);
-  const stoch::MatrixCRef<T> x = run.x();
-  for (auto _ : state) {
-    stoch::internal::sparse_expert_forward<T>(run.active, run.weights_t, x, run.sums.data());
-    benchmark::DoNotOptimize(run.sums.data());
-  }
-  run.report(state);
+  const stoch::MatrixCRef<T> weights_t = run.weights_t, x = run.x();
+  run.time_kernel(state, stoch::internal::ListOperands<T>{run.active, weights_t, x});
 }
 
 /// The same kernel over the same lists, but unit i reads its weights from column i mod <columns> of the
@@ -176,12 +185,7 @@ void BM_SparseForwardKernelCachedWeights(benchmark::State& state) {
     const T* partner(Index other, Index j0) const { return layer.partner(other, j0); }
   };
   const stoch::MatrixCRef<T> weights_t = run.weights_t, x = run.x();
-  const CachedWeights operands{{run.active, weights_t, x}, state.range(5)};
-  for (auto _ : state) {
-    stoch::internal::sparse_expert_forward_with<T>(run.active, operands, x.rows(), x.cols(), run.sums.data());
-    benchmark::DoNotOptimize(run.sums.data());
-  }
-  run.report(state);
+  run.time_kernel(state, CachedWeights{{run.active, weights_t, x}, state.range(5)});
 }
 
 /// The same kernel over the same lists with both operands wrapped: list m reads its fixed column (a weight
@@ -191,8 +195,8 @@ void BM_SparseForwardKernelCachedWeights(benchmark::State& state) {
 /// come from L2 or L3 (the sums are not the layer's). Both counts are powers of two, so that the wrap is a
 /// mask and adds no division to the work measured.
 void BM_SparseForwardKernelCachedOperands(benchmark::State& state) {
-  const auto power_of_two = [](std::int64_t n) { return n > 0 && (n & (n - 1)) == 0; };
-  if (!power_of_two(state.range(5)) || !power_of_two(state.range(6))) {
+  if (!std::has_single_bit(static_cast<std::uint64_t>(state.range(5))) ||
+      !std::has_single_bit(static_cast<std::uint64_t>(state.range(6)))) {
     state.SkipWithError("<fixed_columns> and <partner_columns> must be powers of two");
     return;
   }
@@ -204,12 +208,7 @@ void BM_SparseForwardKernelCachedOperands(benchmark::State& state) {
     const T* partner(Index other, Index j0) const { return layer.partner(other & (partner_columns - 1), j0); }
   };
   const stoch::MatrixCRef<T> weights_t = run.weights_t, x = run.x();
-  const CachedOperands operands{{run.active, weights_t, x}, state.range(5), state.range(6)};
-  for (auto _ : state) {
-    stoch::internal::sparse_expert_forward_with<T>(run.active, operands, x.rows(), x.cols(), run.sums.data());
-    benchmark::DoNotOptimize(run.sums.data());
-  }
-  run.report(state);
+  run.time_kernel(state, CachedOperands{{run.active, weights_t, x}, state.range(5), state.range(6)});
 }
 
 /// Sums a `kilobytes` buffer packet by packet, over and over, with 8 independent accumulators (the adds
