@@ -50,7 +50,7 @@ struct VariantConfig {
   std::vector<std::pair<std::string, std::string>> settings;
 };
 
-/// Random streams of a variant (Generator::split): one per purpose, so that e.g. evaluating does not move
+/// Random streams of a variant (Generator(seed, stream), the streams Generator::with_stream gives): one per purpose, so that e.g. evaluating does not move
 /// the training noise and the results do not depend on which variants run or on how many threads.
 inline std::uint64_t stream_of(int variant, int purpose) { return 16 * static_cast<std::uint64_t>(variant) + purpose; }
 enum StreamPurpose { kInitStream = 1, kTrainStream = 2, kEvalStream = 3 };

@@ -2,6 +2,8 @@
 // per-example loss a score-function layer reads, with the errors that name what is missing.
 #include "stoch/core/context.hpp"
 
+#include <type_traits>
+
 #include "support/catch.hpp"
 
 using namespace stoch;
@@ -15,6 +17,16 @@ TEST_CASE("Context reports its mode and hands out its generator", "[context]") {
   Context<float> none;
   CHECK(none.training());  // the default mode is training
   REQUIRE_THROWS_MESSAGE(none.generator(), "Context: a stochastic layer needs a generator");
+}
+
+TEST_CASE("Context(Mode) builds an evaluation context without a generator", "[context]") {
+  const Context<float> eval(Mode::eval);
+  CHECK_FALSE(eval.training());
+  CHECK(eval.rng == nullptr);
+  REQUIRE_THROWS_MESSAGE(eval.generator(), "needs a generator");
+  CHECK(Context<double>(Mode::train).training());
+  // explicit: a Mode does not silently become a Context.
+  static_assert(!std::is_convertible_v<Mode, Context<float>>);
 }
 
 TEST_CASE("Context::loss_for_batch checks the per-example loss against the batch", "[context]") {

@@ -107,15 +107,26 @@ TEST_CASE("Position save and restore replays the stream; discard skips", "[rando
 TEST_CASE("Same seed gives identical words; another seed or stream gives different ones", "[random]") {
   const auto base = words(Generator(1234, 0), 256);
   CHECK(words(Generator(1234, 0), 256) == base);
-  for (const Generator& other : {Generator(1235, 0), Generator(1234, 1), Generator(1234, 0).split(2)}) {
+  for (const Generator& other : {Generator(1235, 0), Generator(1234, 1), Generator(1234, 0).with_stream(2)}) {
     const auto w = words(other, 256);
     // Independent streams agree on a word with probability 2^-32; allow none of 256 to be rare chance.
     std::size_t equal = 0;
     for (std::size_t i = 0; i < w.size(); ++i) equal += w[i] == base[i];
     CHECK(equal == 0);
   }
-  CHECK(Generator(5, 3).split(8).stream() == 8);
-  CHECK(Generator(5, 3).split(8).seed() == 5);
+}
+
+TEST_CASE("with_stream keeps the seed, replaces the stream and starts at position 0 (not hierarchical)",
+          "[random]") {
+  Generator rng(5, 3);
+  rng.next();
+  const Generator child = rng.with_stream(8);
+  CHECK(child.stream() == 8);
+  CHECK(child.seed() == 5);
+  CHECK(child == Generator(5, 8));  // position 0 too
+  // The parent's stream is dropped: two levels give what one gives.
+  CHECK(rng.with_stream(1).with_stream(2) == rng.with_stream(2));
+  CHECK(words(rng.with_stream(1).with_stream(2), 64) == words(Generator(5, 2), 64));
 }
 
 TEST_CASE("Uniform bits pass a chi-square test on every byte (fixed seed)", "[random]") {

@@ -18,7 +18,11 @@ struct Context {
   /// Per-example loss L, `1 x batch`, written by the loss layer's forward (Theorem 1's broadcast L).
   RowVector<T> example_loss;
 
+  /// Training mode without a generator (enough for deterministic layers).
   Context() = default;
+  /// The given mode without a generator: `Context<float> ctx(Mode::eval);` evaluates any network, since
+  /// evaluation draws nothing.
+  explicit Context(Mode mode_) : mode(mode_) {}
   Context(Mode mode_, Generator& rng_) : mode(mode_), rng(&rng_) {}
 
   bool training() const noexcept { return mode == Mode::train; }

@@ -269,8 +269,11 @@ class Generator {
     }
   }
 
-  /// Independent generator for a sub-task (a layer, a thread): same seed, another stream.
-  Generator split(std::uint64_t stream) const noexcept { return Generator(seed_, stream); }
+  /// A generator with this one's seed and `stream` in place of its stream, at position 0: an independent
+  /// sequence for a sub-task (a layer, a thread). Not hierarchical: the parent's stream and position are
+  /// dropped, so rng.with_stream(1).with_stream(2) == rng.with_stream(2); give every sub-task its own stream
+  /// number.
+  Generator with_stream(std::uint64_t stream) const noexcept { return Generator(seed_, stream); }
 
   friend bool operator==(const Generator& a, const Generator& b) noexcept {
     return a.seed_ == b.seed_ && a.stream_ == b.stream_ && a.position_ == b.position_;
