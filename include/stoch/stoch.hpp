@@ -38,3 +38,4 @@
 #include "stoch/optim/sgd.hpp"
 #include "stoch/regularizers/kl_sparsity.hpp"
 #include "stoch/regularizers/l1_sparsity.hpp"
+#include "stoch/version.hpp"

@@ -1,11 +1,22 @@
-// The downstream program of the packaging tests: includes the umbrella header, builds a Linear layer and
-// runs one forward pass. Exits 0 only if the numbers are right.
+// The downstream program of the packaging tests: includes the umbrella header, prints the version it was
+// compiled against and whether it reads gzip'd IDX files, builds a Linear layer and runs one forward pass.
+// Exits 0 only if the numbers are right and the version string agrees with the version macros.
 #include <cmath>
 #include <iostream>
+#include <string>
 
 #include <stoch/stoch.hpp>
 
+static_assert(STOCH_VERSION == STOCH_VERSION_MAJOR * 10000 + STOCH_VERSION_MINOR * 100 + STOCH_VERSION_PATCH);
+
 int main() {
+  const std::string from_macros = std::to_string(STOCH_VERSION_MAJOR) + "." + std::to_string(STOCH_VERSION_MINOR) +
+                                  "." + std::to_string(STOCH_VERSION_PATCH);
+#ifdef STOCH_WITH_ZLIB
+  const char* gzip = "yes";
+#else
+  const char* gzip = "no";
+#endif
   stoch::Linear<double> layer(2, 1);
   layer.weight().value << 2.0, -1.0;
   layer.bias().value << 0.5;
@@ -14,7 +25,9 @@ int main() {
        4.0, 1.0;
   stoch::Context<double> ctx;
   const stoch::Matrix<double>& y = layer.forward(x, ctx);
-  const bool ok = y.rows() == 1 && y.cols() == 2 && std::abs(y(0, 0) + 1.5) < 1e-12 && std::abs(y(0, 1) - 5.5) < 1e-12;
-  std::cout << "stoch consumer: forward gives " << y << (ok ? " (ok)\n" : " (WRONG)\n");
+  const bool ok = stoch::version == from_macros && y.rows() == 1 && y.cols() == 2 && std::abs(y(0, 0) + 1.5) < 1e-12 &&
+                  std::abs(y(0, 1) - 5.5) < 1e-12;
+  std::cout << "stoch consumer: stoch " << stoch::version << " (gzip IDX: " << gzip << "), forward gives " << y
+            << (ok ? " (ok)\n" : " (WRONG)\n");
   return ok ? 0 : 1;
 }
