@@ -1,14 +1,8 @@
 # Fails unless the ```cpp block between <!-- quickstart:begin --> and <!-- quickstart:end --> in README
 # equals SOURCE byte for byte.
-file(READ "${README}" readme)
+include(${CMAKE_CURRENT_LIST_DIR}/marked_block.cmake)
+read_marked_block("${README}" quickstart block)
 file(READ "${SOURCE}" source)
-string(FIND "${readme}" "<!-- quickstart:begin -->" begin)
-string(FIND "${readme}" "<!-- quickstart:end -->" end)
-if(begin EQUAL -1 OR end EQUAL -1)
-  message(FATAL_ERROR "README.md has no <!-- quickstart:begin/end --> markers")
-endif()
-math(EXPR length "${end} - ${begin}")
-string(SUBSTRING "${readme}" ${begin} ${length} block)
 string(REGEX REPLACE "^<!-- quickstart:begin -->\n```cpp\n" "" block "${block}")
 string(REGEX REPLACE "```\n$" "" block "${block}")
 if(NOT block STREQUAL source)

@@ -6,15 +6,9 @@
 # (a fraction) times 100, rounded half up to the digits the README prints.
 cmake_minimum_required(VERSION 3.20)
 
-file(READ "${README}" readme)
+include(${CMAKE_CURRENT_LIST_DIR}/marked_block.cmake)
+read_marked_block("${README}" results table)
 file(READ "${JSON}" json)
-string(FIND "${readme}" "<!-- results:begin -->" begin)
-string(FIND "${readme}" "<!-- results:end -->" end)
-if(begin EQUAL -1 OR end EQUAL -1)
-  message(FATAL_ERROR "README.md has no <!-- results:begin/end --> markers around its result summary")
-endif()
-math(EXPR length "${end} - ${begin}")
-string(SUBSTRING "${readme}" ${begin} ${length} table)
 string(REPLACE ";" "," table "${table}")
 string(REPLACE "[" "(" table "${table}")
 string(REPLACE "]" ")" table "${table}")

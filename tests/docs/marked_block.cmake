@@ -1,0 +1,13 @@
+# read_marked_block(<file> <name> <out>): the text of <file> from "<!-- <name>:begin -->" up to (not including)
+# "<!-- <name>:end -->", the begin marker included; a fatal error naming the file when a marker is missing.
+function(read_marked_block file name out)
+  file(READ "${file}" text)
+  string(FIND "${text}" "<!-- ${name}:begin -->" begin)
+  string(FIND "${text}" "<!-- ${name}:end -->" end)
+  if(begin EQUAL -1 OR end EQUAL -1 OR end LESS begin)
+    message(FATAL_ERROR "${file} has no <!-- ${name}:begin --> ... <!-- ${name}:end --> markers")
+  endif()
+  math(EXPR length "${end} - ${begin}")
+  string(SUBSTRING "${text}" ${begin} ${length} block)
+  set(${out} "${block}" PARENT_SCOPE)
+endfunction()
