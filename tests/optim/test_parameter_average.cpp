@@ -1,5 +1,6 @@
 #include "stoch/optim/parameter_average.hpp"
 
+#include <limits>
 #include <vector>
 
 #include "support/catch.hpp"
@@ -119,4 +120,27 @@ TEST_CASE("ParameterAverage refuses bad input with a message that names it", "[a
 
   w.value.resize(3, 2);  // the model changed shape behind the average's back
   CHECK_THROWS_WITH(average.update(), Catch::Contains("'w' is 3 x 2 but its average is 2 x 2"));
+}
+
+TEST_CASE("ParameterAverage refuses a non-finite value, naming it, and keeps its averages finite", "[average]") {
+  // Large enough for several chunks of the update (2048 floats each): the bad entry is in the third.
+  Parameter<float> w("hidden.W", 3000, 2);
+  w.value = test::random_matrix<float>(3000, 2, 11);
+  ParameterAverage<float> average({&w}, 0.9f);
+  average.update();
+  const Matrix<float> before = average.state()[0]->value;
+  for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    CAPTURE(bad);
+    w.value(2500, 1) = bad;  // entry 5500
+    CHECK_THROWS_WITH(average.update(),
+                      Catch::Contains("ParameterAverage::update: parameter 'hidden.W': non-finite value") &&
+                          Catch::Contains("(NaN or Inf) at entry 5500 of 3000 x 2"));
+    CHECK(average.state()[0]->value.allFinite());
+    CHECK(average.state()[0]->value.col(1).tail(1000) == before.col(1).tail(1000));  // its chunk: untouched
+    // swap_in therefore never puts a NaN into the parameters.
+    w.value(2500, 1) = 0.0f;
+    average.swap_in();
+    CHECK(w.value.allFinite());
+    average.swap_out();
+  }
 }

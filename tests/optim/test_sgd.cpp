@@ -234,3 +234,62 @@ TEST_CASE("Sgd rejects bad options and bad parameters, naming them", "[sgd]") {
   p.grad.resize(3, 2);
   REQUIRE_THROWS_MESSAGE(sgd.step(), "'gater.W': gradient is 3 x 2 but the value is 2 x 2");
 }
+
+// The promise that a NaN never reaches the parameters: a non-finite gradient (from a diverged layer whose
+// estimator turned NaN into gradients) is refused before anything of its chunk is written, naming the
+// parameter; the chunks and parameters already stepped keep finite values.
+TEMPLATE_TEST_CASE("Sgd::step refuses a non-finite gradient chunk by chunk, writing no NaN or Inf", "[sgd]", float,
+                   double) {
+  using T = TestType;
+  constexpr Index chunk = 8192 / static_cast<Index>(sizeof(T));
+  for (const T bad : {std::numeric_limits<T>::quiet_NaN(), std::numeric_limits<T>::infinity(),
+                      -std::numeric_limits<T>::infinity()})
+    for (const T decay : {T(0), T(1e-3)}) {
+      CAPTURE(bad, decay);
+      Parameter<T> first = make_parameter<T>("first", 3, 2, 1);
+      Parameter<T> big = make_parameter<T>("hidden.W", 3 * chunk + 5, 1, 2);  // four chunks
+      Parameter<T> last = make_parameter<T>("last", 2, 2, 3);
+      for (Parameter<T>* p : {&first, &big, &last}) {
+        p->weight_decay = decay;
+        p->grad = test::random_matrix<T>(p->value.rows(), p->value.cols(), 7);
+        p->velocity = test::random_matrix<T>(p->value.rows(), p->value.cols(), 8, T(0.1));
+      }
+      const Index at = 2 * chunk + 3;  // in the third chunk
+      big.grad(at, 0) = bad;
+      const Parameter<T> first0 = first, big0 = big, last0 = last;
+      Sgd<T> sgd({&first, &big, &last}, {.learning_rate = T(0.1), .momentum = T(0.9)});
+      REQUIRE_THROWS_MESSAGE(sgd.step(), "Sgd::step: parameter 'hidden.W': non-finite gradient");
+      REQUIRE_THROWS_MESSAGE(sgd.step(), "(NaN or Inf) at entry " + std::to_string(at));
+      // Before the bad chunk: stepped (and gradients cleared); from it on: untouched, gradient included.
+      CHECK(first.value != first0.value);
+      CHECK(first.grad.isZero(0));
+      CHECK(big.value.topRows(2 * chunk) != big0.value.topRows(2 * chunk));
+      CHECK(big.grad.topRows(2 * chunk).isZero(0));
+      CHECK(big.value.bottomRows(chunk + 5) == big0.value.bottomRows(chunk + 5));
+      CHECK(big.velocity.bottomRows(chunk + 5) == big0.velocity.bottomRows(chunk + 5));
+      CHECK(big.grad(2 * chunk, 0) == big0.grad(2 * chunk, 0));
+      CHECK(big.grad(3 * chunk + 4, 0) == big0.grad(3 * chunk + 4, 0));
+      CHECK(last.value == last0.value);
+      CHECK(last.velocity == last0.velocity);
+      for (const Parameter<T>* p : {&first, &big, &last}) {
+        CHECK(p->value.allFinite());
+        CHECK(p->velocity.allFinite());
+      }
+    }
+}
+
+TEST_CASE("Sgd::step refuses an update that would overflow the value, naming the parameter and entry", "[sgd]") {
+  Parameter<float> p("gater.W", 2, 2);
+  p.value.setConstant(1.0f);
+  p.grad.setConstant(1e-3f);
+  p.grad(1, 1) = -3e38f;  // finite, but the step takes the value past the largest float
+  Sgd<float> sgd({&p}, {.learning_rate = 10.0f});
+  REQUIRE_THROWS_MESSAGE(sgd.step(), "Sgd::step: parameter 'gater.W': the update makes the value non-finite "
+                                     "(NaN or Inf) at entry 3 of 2 x 2");
+  CHECK(p.value == Matrix<float>::Constant(2, 2, 1.0f));
+  CHECK(p.velocity.isZero(0));
+  // A value that is already non-finite (set by hand) is named too, and left as it was.
+  p.grad.setZero();
+  p.value(0, 1) = std::numeric_limits<float>::quiet_NaN();
+  REQUIRE_THROWS_MESSAGE(sgd.step(), "parameter 'gater.W': non-finite value nan (NaN or Inf) at entry 2");
+}

@@ -31,6 +31,12 @@ namespace stoch {
 /// puts the trained values back. Evaluate between the two; `ScopedAverage` does both. `state()` lists the
 /// averages as non-trainable Parameters named "average/<name>", to save and load with a checkpoint
 /// together with `steps()` / `set_steps()`, so that a resumed run continues exactly.
+///
+/// A NaN or Inf never enters an average (and so never reaches the parameters through swap_in()): update()
+/// folds each parameter in chunk by chunk and checks the chunk's values while it is in L1 (no extra pass
+/// over memory); a non-finite value throws stoch::Error naming the parameter and the entry. The averages
+/// before it in the list, and the chunks of this one before the offending chunk, are then updated, the
+/// rest are not, and steps() has counted the step.
 template <class T>
 class ParameterAverage {
  public:
@@ -62,8 +68,7 @@ class ParameterAverage {
     for (std::size_t k = 0; k < params_.size(); ++k) {
       if (!params_[k]->trainable) continue;
       check_shape(k);
-      Matrix<T>& average = averages_[k].value;
-      average = keep * average + (T(1) - keep) * params_[k]->value;
+      fold(*params_[k], averages_[k].value, keep);
     }
   }
 
@@ -106,6 +111,32 @@ class ParameterAverage {
     if (a.rows() != p.value.rows() || a.cols() != p.value.cols())
       internal::fail("ParameterAverage: '" + p.name + "' is " + internal::shape_string(p.value.rows(), p.value.cols()) +
                      " but its average is " + internal::shape_string(a.rows(), a.cols()));
+  }
+
+  /// Entries per chunk of fold(): the chunk's value and average (8 KB each) stay in L1 from the check to
+  /// the update.
+  static constexpr Index kChunk = 8192 / static_cast<Index>(sizeof(T));
+
+  /// average = keep * average + (1 - keep) * value, chunk by chunk, each chunk's values checked finite
+  /// first; every entry gets the same operations as from the whole-matrix statement.
+  static void fold(const Parameter<T>& p, Matrix<T>& average, T keep) {
+    using Chunk = Eigen::Map<Vector<T>>;
+    using ConstChunk = Eigen::Map<const Vector<T>>;
+    const Index size = p.value.size();
+    for (Index first = 0; first < size; first += kChunk) {
+      const Index count = std::min(kChunk, size - first);
+      ConstChunk value(p.value.data() + first, count);
+      Chunk mean(average.data() + first, count);
+      if (!internal::all_finite(value)) {
+        for (Index k = first; k < first + count; ++k)
+          if (!std::isfinite(p.value.data()[k]))
+            internal::fail("ParameterAverage::update: parameter '" + p.name + "': non-finite value " +
+                           std::to_string(p.value.data()[k]) + " (NaN or Inf) at entry " + std::to_string(k) +
+                           " of " + internal::shape_string(p.value.rows(), p.value.cols()) +
+                           "; the averages keep only finite values");
+      }
+      mean = keep * mean + (T(1) - keep) * value;
+    }
   }
 
   void exchange() {

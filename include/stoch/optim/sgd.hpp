@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <string>
 #include <utility>
@@ -32,6 +33,14 @@ struct SgdOptions {
 /// finally clears `grad`. The velocities live in Parameter::velocity (so a checkpoint can save and restore
 /// them); a velocity whose shape does not match `value` (e.g. empty) is (re)started at zero. Once every
 /// velocity and max-norm buffer is sized, `step()` allocates nothing.
+///
+/// A NaN or Inf never reaches a value or a velocity: the update runs chunk by chunk (kChunk entries) and
+/// each chunk's new values are checked while the chunk is in L1 (no extra pass over memory), before it is
+/// written. A non-finite gradient (or a value, or an update that overflows) makes `step()` throw
+/// stoch::Error naming the parameter and the entry; it then leaves the parameters part-way: those before
+/// it in the list, and the chunks of this one before the offending chunk, are updated (gradients cleared,
+/// this one's max-norm projection not applied yet); the rest, gradients included, are as before the call.
+/// Every value and velocity stays finite; do not step again without reloading a checkpoint.
 template <class T>
 class Sgd {
  public:
@@ -89,7 +98,7 @@ class Sgd {
 
   /// Only builds a message on failure: step() must not allocate.
   static void check_parameter(const Parameter<T>& p) {
-    auto where = [&] { return "Sgd: parameter '" + p.name + "'"; };
+    auto where = [&] { return "Sgd::step: parameter '" + p.name + "'"; };
     if (p.grad.rows() != p.value.rows() || p.grad.cols() != p.value.cols())
       internal::fail(where() + ": gradient is " + internal::shape_string(p.grad.rows(), p.grad.cols()) +
                      " but the value is " + internal::shape_string(p.value.rows(), p.value.cols()));
@@ -101,12 +110,14 @@ class Sgd {
   }
 
   /// Entries per chunk of update(): the chunk's velocity, gradient and value (8 KB each) stay in L1 from
-  /// one statement to the next.
+  /// one statement to the next. Why: docs/performance-notes.md#sgd-chunk.
   static constexpr Index kChunk = 8192 / static_cast<Index>(sizeof(T));
 
   /// velocity = momentum * velocity - rate * (grad + weight_decay * value); value += velocity; grad = 0,
   /// chunk by chunk: one pass over memory instead of three (the MNIST network's 2.7 M parameters do not fit
   /// in L2). Each entry gets the same operations as from whole-matrix statements, so results are unchanged.
+  /// Before a chunk is written, value + new velocity is checked finite in one vectorised pass over the
+  /// chunk in L1 (it is NaN or Inf exactly when the gradient, the value or the update is).
   static void update(Parameter<T>& p, T momentum, T rate) {
     using Chunk = Eigen::Map<Vector<T>>;
     const Index size = p.value.size();
@@ -114,13 +125,39 @@ class Sgd {
       const Index count = std::min(kChunk, size - first);
       Chunk velocity(p.velocity.data() + first, count), grad(p.grad.data() + first, count),
           value(p.value.data() + first, count);
-      if (p.weight_decay > T(0))
-        velocity = momentum * velocity - rate * (grad + p.weight_decay * value);
-      else
-        velocity = momentum * velocity - rate * grad;
+      if (p.weight_decay > T(0)) {
+        const auto next = momentum * velocity - rate * (grad + p.weight_decay * value);
+        if (!internal::all_finite(value + next)) refuse(p, first, count, momentum, rate);
+        velocity = next;
+      } else {
+        const auto next = momentum * velocity - rate * grad;
+        if (!internal::all_finite(value + next)) refuse(p, first, count, momentum, rate);
+        velocity = next;
+      }
       value += velocity;
       grad.setZero();
     }
+  }
+
+  /// The message for a chunk whose update is not finite: names the parameter, the first offending entry
+  /// and the likely cause. Builds strings: called only on failure.
+  [[noreturn]] static void refuse(const Parameter<T>& p, Index first, Index count, T momentum, T rate) {
+    const std::string who = "Sgd::step: parameter '" + p.name + "'";
+    for (Index k = first; k < first + count; ++k) {
+      const T g = p.grad.data()[k], v = p.value.data()[k];
+      const std::string entry =
+          " at entry " + std::to_string(k) + " of " + internal::shape_string(p.value.rows(), p.value.cols());
+      if (!std::isfinite(g))
+        internal::fail(who + ": non-finite gradient " + std::to_string(g) + " (NaN or Inf)" + entry +
+                       "; nothing of it written (a diverged layer upstream? see Sgd's comment for the state left)");
+      if (!std::isfinite(v))
+        internal::fail(who + ": non-finite value " + std::to_string(v) + " (NaN or Inf)" + entry);
+      const T next = momentum * p.velocity.data()[k] - rate * (g + p.weight_decay * v);
+      if (!std::isfinite(v + next))
+        internal::fail(who + ": the update makes the value non-finite (NaN or Inf)" + entry + " (value " +
+                       std::to_string(v) + ", gradient " + std::to_string(g) + "; learning rate too large?)");
+    }
+    internal::fail(who + ": non-finite update (NaN or Inf)");  // not reached: all_finite found one above
   }
 
   static void size_velocity(Parameter<T>& p) {
