@@ -51,7 +51,8 @@ TEST_CASE("The threshold is saved, non-trainable state named after the gate, and
   gate.set_threshold(0.8);
   CHECK((*threshold)->value(0, 0) == 0.8);
   for (const double bad : {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()})
-    REQUIRE_THROWS_MESSAGE(gate.set_threshold(bad), "layer1.gate: threshold must be finite");
+    REQUIRE_THROWS_MESSAGE(gate.set_threshold(bad),
+                           "StochasticBinary::set_threshold ('layer1.gate'): threshold must be finite");
   CHECK(gate.threshold() == 0.8);
 }
 
@@ -71,5 +72,5 @@ TEST_CASE("Evaluation is 1[sigm(a) > t] with scores sigm(a), draws nothing, and 
   }
   CHECK(gate.active_count() == (h.array() != 0).count());
   REQUIRE_THROWS_MESSAGE(gate.backward(Matrix<double>::Zero(4, 6), eval),
-                         "sbn::backward: needs a preceding forward in Mode::train");
+                         "StochasticBinary::backward ('sbn'): needs a forward in Mode::train first");
 }

@@ -151,8 +151,7 @@ TEST_CASE("noisy rectifier L1 hook adds lambda sign(h) / B before masking and ad
 TEST_CASE("noisy rectifier evaluation: max(0, a + c) without noise, thresholded at t", "[gates]") {
   NoisyRectifier<float> gate(3, {.noise_scale = 0.0f});
   const Matrix<float> a = test::random_matrix<float>(3, 7, 9);
-  Context<float> ctx;  // Mode::eval, no generator
-  ctx.mode = Mode::eval;
+  Context<float> ctx(Mode::eval);  // no generator
   const Matrix<float> first = gate.forward(a, ctx);
   CHECK(first == a.array().max(0.0f).matrix());
   CHECK(gate.scores() == a);
@@ -172,8 +171,7 @@ TEST_CASE("noisy rectifier evaluation outputs the expected training output of op
     const double scale = noise == RectifierNoise::gaussian ? 1.5 : 1.0;
     NoisyRectifier<double> gate(3, {.noise = noise, .noise_scale = scale});
     gate.set_threshold(-10.0);
-    Context<double> eval;
-    eval.mode = Mode::eval;
+    Context<double> eval(Mode::eval);
     const Matrix<double> expected = gate.forward(a, eval);
     if (noise == RectifierNoise::logistic)
       for (Index i = 0; i < 3; ++i) CHECK(expected(i, 0) == Approx(softplus(a(i, 0))).epsilon(1e-12));

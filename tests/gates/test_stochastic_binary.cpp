@@ -255,8 +255,7 @@ TEST_CASE("SBN KL hook, evaluation h = 1[p > t], reproducibility, options", "[ga
   kl.add_gradient_wrt_pre_activation(gate.probabilities(), expected);
   CHECK(gate.backward(Matrix<double>(), ctx).isApprox(expected, 1e-14));
 
-  Context<double> eval;
-  eval.mode = Mode::eval;
+  Context<double> eval(Mode::eval);
   gate.set_threshold(0.4);
   const Matrix<double> deterministic = gate.forward(a, eval);
   CHECK(deterministic == (a.array().logistic() > 0.4).cast<double>().matrix());

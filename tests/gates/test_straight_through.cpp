@@ -87,9 +87,9 @@ TEST_CASE("straight-through with Beta noise: P(h = 1) = E[sigm(a + k x)], dL/da 
   CHECK(h(0, 0) == (sigmoid(a_value + noise.mean()) > 0.5 ? 1.0 : 0.0));
 
   REQUIRE_THROWS_MESSAGE(StraightThrough<float>(2, {.beta_noise = BetaNoise<float>{.beta = 0.5f}}),
-                         "StraightThrough: beta_noise.beta must be > 1");
+                         "StraightThrough ('straight_through'): beta_noise.beta must be > 1");
   REQUIRE_THROWS_MESSAGE(StraightThrough<float>(2, {.beta_noise = BetaNoise<float>{.target = 1.0f}}),
-                         "StraightThrough: beta_noise.target");
+                         "StraightThrough ('straight_through'): beta_noise.target");
 }
 
 TEST_CASE("straight-through KL hook, evaluation, reproducibility", "[gates]") {

@@ -74,8 +74,7 @@ TEST_CASE("ScoreHistogram calibrates over many batches to within one bin of the 
 
 TEST_CASE("a gate calibrated on validation scores keeps the target fraction of ones on fresh data", "[gates]") {
   StraightThrough<float> gate(200);
-  Context<float> eval;
-  eval.mode = Mode::eval;
+  Context<float> eval(Mode::eval);
   ScoreHistogram<float> histogram;
   for (int batch = 0; batch < 10; ++batch) {
     gate.forward(test::random_matrix<float>(200, 32, 200 + batch, 2.0f), eval);
@@ -94,8 +93,7 @@ TEST_CASE("a gate calibrated on validation scores keeps the target fraction of o
 
 TEST_CASE("calibrate_threshold on a gate's score matrix", "[gates]") {
   StraightThrough<double> gate(50);
-  Context<double> eval;
-  eval.mode = Mode::eval;
+  Context<double> eval(Mode::eval);
   gate.forward(test::random_matrix<double>(50, 40, 7), eval);
   gate.set_threshold(calibrate_threshold(gate.scores(), 0.2));
   CHECK(gate.forward(test::random_matrix<double>(50, 40, 7), eval).mean() == Approx(0.2));

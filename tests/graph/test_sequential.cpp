@@ -88,7 +88,7 @@ TEST_CASE("Sequential refuses layers whose sizes do not chain, naming them", "[s
                          "Sequential: layer 1 outputs 6 features but layer 2 takes 5");
   Chain ok(Linear<float>(4, 6, rng), Tanh<float>(6), Linear<float>(6, 2, rng));
   Context<float> ctx(Mode::eval, rng);
-  REQUIRE_THROWS_MESSAGE(ok.forward(Matrix<float>::Zero(3, 2), ctx), "Linear::forward: input: shape mismatch");
+  REQUIRE_THROWS_MESSAGE(ok.forward(Matrix<float>::Zero(3, 2), ctx), "Linear::forward ('linear'): input: shape mismatch");
 }
 
 namespace {

@@ -57,7 +57,8 @@ TEST_CASE("Dropout in evaluation, and at rate 0, is the identity and draws nothi
     Dropout<float> layer(20, rate);
     Context<float> eval(Mode::eval, rng);
     CHECK(layer.forward(x, eval) == x);
-    CHECK(layer.backward(x, eval) == x);
+    // Evaluation keeps nothing for backward, as for every layer.
+    REQUIRE_THROWS_MESSAGE(layer.backward(x, eval), "Dropout::backward: needs a forward in Mode::train first");
   }
   Dropout<float> identity(20, 0.0f);
   Context<float> train(Mode::train, rng);

@@ -87,7 +87,7 @@ TEST_CASE("SoftmaxCrossEntropy refuses bad input, naming it", "[softmax_cross_en
   REQUIRE_THROWS_MESSAGE(SoftmaxCrossEntropy<float>(1), "needs at least 2 classes, got 1");
   SoftmaxCrossEntropy<float> loss(3);
   Context<float> ctx;
-  REQUIRE_THROWS_MESSAGE(loss.backward(), "SoftmaxCrossEntropy::backward: call forward first");
+  REQUIRE_THROWS_MESSAGE(loss.backward(), "SoftmaxCrossEntropy::backward: needs a forward in Mode::train first");
   const Matrix<float> logits = Matrix<float>::Zero(3, 2);
   const std::vector<int> two = {0, 1}, one = {0}, out_of_range = {0, 3}, negative = {-1, 0};
   REQUIRE_THROWS_MESSAGE(loss.forward(logits, one, ctx), "1 labels for a batch of 2");

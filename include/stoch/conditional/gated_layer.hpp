@@ -63,9 +63,16 @@ class GatedLayer {
   GatedLayer(Gater gater, const Linear<T>& expert, const std::string& name = "expert")
       : gater_(std::move(gater)),
         weight_(name + ".W", expert.input_size(), expert.output_size()),
-        bias_(name + ".b", expert.output_size(), 1) {
+        bias_(name + ".b", expert.output_size(), 1),
+        name_(name),
+        forward_what_(internal::where("GatedLayer", "forward", name)),
+        input_what_(forward_what_ + ": input"),
+        gater_output_what_(forward_what_ + ": gater output"),
+        backward_what_(internal::where("GatedLayer", "backward", name)),
+        gradient_what_(backward_what_ + ": output gradient") {
     if (gater_.input_size() != expert.input_size() || gater_.output_size() != expert.output_size())
-      internal::fail("GatedLayer: the gater maps " + std::to_string(gater_.input_size()) + " -> " +
+      internal::fail(internal::where("GatedLayer", "", name) + ": the gater maps " +
+                     std::to_string(gater_.input_size()) + " -> " +
                      std::to_string(gater_.output_size()) + " features but the expert maps " +
                      std::to_string(expert.input_size()) + " -> " + std::to_string(expert.output_size()) +
                      "; both must map in -> units");
@@ -79,10 +86,11 @@ class GatedLayer {
 
   /// x: `in x batch` -> y: `units x batch`.
   const Matrix<T>& forward(const MatrixCRef<T>& x, Context<T>& ctx) {
-    internal::check_rows("GatedLayer::forward: input", x.rows(), x.cols(), input_size());
-    internal::check_batch("GatedLayer::forward", x.cols());
+    backward_ready_.forget();  // a throwing forward leaves nothing for backward
+    internal::check_rows(input_what_.c_str(), x.rows(), x.cols(), input_size());
+    internal::check_batch(forward_what_.c_str(), x.cols());
     const Matrix<T>& h = gater_.forward(x, ctx);
-    internal::check_shape("GatedLayer::forward: gater output", h.rows(), h.cols(), output_size(), x.cols());
+    internal::check_shape(gater_output_what_.c_str(), h.rows(), h.cols(), output_size(), x.cols());
     gate_ = &h;
     trained_ = ctx.training();
     batch_ = x.cols();
@@ -107,6 +115,7 @@ class GatedLayer {
     // x's own stride would alias in the cache (see internal::padded_stride).
     const bool copy = trained_ || (!dense_expert_ && (x.outerStride() != stride));
     if (copy) {
+    backward_ready_.remember(trained_);
       input_.resize(stride, x.cols());
       input_.topRows(x.rows()) = x;
     }
@@ -134,9 +143,8 @@ class GatedLayer {
 
   /// dy: `units x batch` -> dL/dx: `in x batch` (expert share + gater share).
   const Matrix<T>& backward(const MatrixCRef<T>& dy, Context<T>& ctx) {
-    if (!trained_ || gate_ == nullptr)
-      internal::fail("GatedLayer::backward: needs a forward in Mode::train first");
-    internal::check_shape("GatedLayer::backward: output gradient", dy.rows(), dy.cols(), output_size(),
+    backward_ready_.require(backward_what_);
+    internal::check_shape(gradient_what_.c_str(), dy.rows(), dy.cols(), output_size(),
                           batch_);
     const Matrix<T>& h = *gate_;
     if (sparse_) {
@@ -206,7 +214,8 @@ class GatedLayer {
   double crossover() const noexcept { return crossover_; }
   void set_crossover(double density) {
     if (!(density >= 0.0 && density <= 1.0))
-      internal::fail("GatedLayer::set_crossover: density must be in [0, 1], got " + std::to_string(density));
+      internal::fail(internal::where("GatedLayer", "set_crossover", name_) + ": density must be in [0, 1], got " +
+                     std::to_string(density));
     crossover_ = density;
   }
   /// Opt-in for gates whose estimator sends a gradient into closed gates (straight-through): skip the
@@ -255,6 +264,9 @@ class GatedLayer {
  private:
   /// The kept input, `in x batch` (stored with a possibly padded stride).
   Eigen::Map<const Matrix<T>, 0, Eigen::OuterStride<>> input_view() const {
+  // The messages' prefixes (internal::where), built once so that a checked call allocates nothing.
+  std::string name_, forward_what_, input_what_, gater_output_what_, backward_what_, gradient_what_;
+  internal::TrainingForward backward_ready_;
     return {input_.data(), input_size(), input_.cols(), Eigen::OuterStride<>(input_.rows())};
   }
 

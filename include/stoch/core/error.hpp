@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include "stoch/core/matrix.hpp"
 
@@ -74,17 +75,52 @@ bool all_finite(const Eigen::DenseBase<Derived>& m) {
 }
 
 /// Throws unless every entry of `m` is finite, naming the first NaN or Inf by feature (row) and example
-/// (column). Cheap next to a layer's product (one vectorised pass, all_finite), so every Linear checks its
-/// input and a NaN never reaches the parameters.
+/// (column): "<what>: non-finite <kind> nan (NaN or Inf) at feature i of example j[: <hint>]". Cheap next
+/// to a layer's product (one vectorised pass, all_finite), so every Linear checks its input and every
+/// elementwise layer and gate its pre-activation, and a NaN never reaches the parameters.
 template <class Derived>
-void check_finite(const char* what, const Eigen::DenseBase<Derived>& m) {
+void check_finite(const char* what, const Eigen::DenseBase<Derived>& m, const char* kind = "value",
+                  const char* hint = nullptr) {
   if (all_finite(m)) return;
   for (Index j = 0; j < m.cols(); ++j)
     for (Index i = 0; i < m.rows(); ++i)
       if (!std::isfinite(m(i, j)))
-        fail(std::string(what) + ": non-finite value " + std::to_string(m(i, j)) + " (NaN or Inf) at feature " +
-             std::to_string(i) + " of example " + std::to_string(j));
+        fail(std::string(what) + ": non-finite " + kind + " " + std::to_string(m(i, j)) +
+             " (NaN or Inf) at feature " + std::to_string(i) + " of example " + std::to_string(j) +
+             (hint ? std::string(": ") + hint : std::string()));
 }
+/// How every message of a layer starts: "Class::method", or "Class::method ('instance')" for a layer that
+/// has an instance name (the prefix of its parameters' names, e.g. Linear::backward ('gater.hidden')).
+/// An empty `method` gives "Class" or "Class ('instance')", for constructors and options.
+inline std::string where(std::string_view class_name, std::string_view method, std::string_view instance = {}) {
+  std::string s;
+  s.reserve(class_name.size() + method.size() + instance.size() + 8);
+  s.append(class_name);
+  if (!method.empty()) s.append("::").append(method);
+  if (!instance.empty()) s.append(" ('").append(instance).append("')");
+  return s;
+}
+
+/// What every layer keeps to refuse a backward that does not follow a training forward (an evaluation
+/// forward keeps nothing for backward, and a failed forward leaves stale buffers). One flag; a layer calls
+/// forget() when its forward starts, remember(ctx.training()) when it has finished, and require() first
+/// thing in backward. A backward does not consume the forward: it may be repeated.
+class TrainingForward {
+ public:
+  void forget() noexcept { ready_ = false; }
+  void remember(bool training) noexcept { ready_ = training; }
+  bool ready() const noexcept { return ready_; }
+  /// Throws "<who>: needs a forward in Mode::train first (...)" unless the last forward was a training one;
+  /// `who` is the layer's backward prefix (where(...)).
+  void require(std::string_view who) const {
+    if (!ready_)
+      fail(std::string(who) + ": needs a forward in Mode::train first (call forward with a training Context)");
+  }
+
+ private:
+  bool ready_ = false;
+};
+
 
 }  // namespace internal
 }  // namespace stoch

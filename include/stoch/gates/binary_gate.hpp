@@ -36,7 +36,7 @@ struct BetaNoise {
   T scale() const { return logit(target) / target; }
   T mean() const { return scale() * alpha() / (alpha() + beta); }
 
-  /// `kind` names the gate in the error message (e.g. "StochasticTimesSmooth").
+  /// `kind` names the gate in the error message (e.g. "StochasticTimesSmooth ('sts')").
   void validate(const std::string& kind) const {
     if (!(beta > T(1)))
       internal::fail(kind + ": beta_noise.beta must be > 1 (the Beta mode must exist), got " + std::to_string(beta));
@@ -52,8 +52,8 @@ namespace internal {
 ///     "<name>.threshold", so that a calibrated t is saved and loaded with the model;
 ///   - `scores()`: what the evaluation forward compared with t (`units x batch`), for calibration;
 ///   - the optional KL penalty of Eq. 14 on the sigmoid probabilities (used by the sigmoid-based gates);
-///   - the optional Beta noise of App. A.2 on the sigmoid's input (STS; StraightThrough as an option);
-///   - the check that backward follows a training-mode forward (an evaluation forward keeps nothing).
+///   - the optional Beta noise of App. A.2 on the sigmoid's input (STS; StraightThrough as an option).
+/// Its messages start with internal::where(kind, method, name), e.g. "StraightThrough::forward ('gate')".
 /// `Derived` implements compute()/differentiate() as for Elementwise, and calls eval_binary() or
 /// eval_valued() in evaluation mode.
 template <class Derived, class T>
@@ -64,32 +64,18 @@ class GateBase : public Elementwise<Derived, T> {
   /// `kind` is the class name used in error messages; `name` prefixes the saved state's names.
   GateBase(Index units, const char* kind, std::string name, T initial_threshold,
            std::optional<KlSparsity<T>> kl = std::nullopt, std::optional<BetaNoise<T>> beta_noise = std::nullopt)
-      : Base(units, kind), name_(std::move(name)), kl_(kl), beta_noise_(beta_noise),
+      : Base(units, kind, name), name_(std::move(name)), kl_(kl), beta_noise_(beta_noise),
         threshold_(name_ + ".threshold", 1, 1, /*trainable=*/false) {
     if (kl_) kl_->validate();
-    if (beta_noise_) beta_noise_->validate(kind);
+    if (beta_noise_) beta_noise_->validate(where(kind, "", name_));
     set_threshold(initial_threshold);
-  }
-
-  /// `a` is `units x batch`. Train: samples (from ctx.generator()) and keeps what backward needs.
-  /// Eval: the deterministic, thresholded counterpart; draws nothing and needs no generator.
-  const Matrix<T>& forward(const MatrixCRef<T>& a, Context<T>& ctx) {
-    trained_ = false;  // a throwing forward leaves nothing for backward
-    const Matrix<T>& h = Base::forward(a, ctx);
-    trained_ = ctx.training();
-    return h;
-  }
-
-  /// dh = dL/dh (`units x batch`, the last forward's batch). Requires a training-mode forward.
-  const Matrix<T>& backward(const MatrixCRef<T>& dh, Context<T>& ctx) {
-    require_training_forward();
-    return Base::backward(dh, ctx);
   }
 
   /// The test-time threshold t (App. A.3): evaluation outputs are non-zero only where score > t.
   T threshold() const { return threshold_.value(0, 0); }
   void set_threshold(T t) {
-    if (!std::isfinite(t)) fail(this->name_ + ": threshold must be finite, got " + std::to_string(t));
+    if (!std::isfinite(t))
+      fail(where(this->class_name_, "set_threshold", name_) + ": threshold must be finite, got " + std::to_string(t));
     threshold_.value(0, 0) = t;
   }
 
@@ -109,12 +95,6 @@ class GateBase : public Elementwise<Derived, T> {
   T noise_mean() const { return beta_noise_ ? beta_noise_->mean() : T(0); }
 
  protected:
-  void require_training_forward() const {
-    if (!trained_)
-      fail(this->name_ + "::backward: needs a preceding forward in Mode::train (an evaluation forward "
-                         "keeps nothing for backward)");
-  }
-
   /// Eval for 0/1 gates: h = 1[score > t].
   void eval_binary(Matrix<T>& h) const {
     h.array() = indicator_above(scores_.array(), threshold());
@@ -127,10 +107,6 @@ class GateBase : public Elementwise<Derived, T> {
   /// Adds d(Eq. 14)/da to da when the KL penalty is configured; p = sigm(a) (`units x batch`).
   void add_kl_gradient(const Matrix<T>& p, Matrix<T>& da) const {
     if (kl_) kl_->add_gradient_wrt_pre_activation(p, da);
-  }
-  /// Adds d(Eq. 14)/dp to da, i.e. the penalty's gradient taken straight through the sigmoid (dp/da := 1).
-  void add_kl_gradient_straight_through(const Matrix<T>& p, Matrix<T>& da) const {
-    if (kl_) kl_->add_gradient_wrt_activation(p, da);
   }
   /// p = sigm(a + noise) (`units x batch`): noise = k x, x ~ Beta(alpha, beta) drawn from `rng` with Beta
   /// noise (App. A.2), no noise and no draw without it.
@@ -152,7 +128,6 @@ class GateBase : public Elementwise<Derived, T> {
   std::optional<BetaNoise<T>> beta_noise_;
   Parameter<T> threshold_;
   Matrix<T> scores_;
-  bool trained_ = false;
 };
 
 /// The stochastic binary unit shared by StochasticBinary (Sec. 3) and StraightThrough (Sec. 4):

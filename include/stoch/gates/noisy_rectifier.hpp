@@ -75,11 +75,12 @@ class NoisyRectifier : public internal::GateBase<NoisyRectifier<T>, T> {
         options_(std::move(options)),
         offset_(this->name_ + ".offset", units, 1, false),
         firing_rate_(this->name_ + ".firing_rate", units, 1, false) {
-    internal::check_non_negative("NoisyRectifier: noise_scale", options_.noise_scale);
+    const std::string who = internal::where("NoisyRectifier", "", this->name_);
+    internal::check_non_negative((who + ": noise_scale").c_str(), options_.noise_scale);
     if (const auto& f = options_.firing_rate) {
-      internal::check_open_unit_interval("NoisyRectifier: firing_rate.target", f->target);
-      internal::check_open_unit_interval("NoisyRectifier: firing_rate.average_rate", f->average_rate);
-      internal::check_positive("NoisyRectifier: firing_rate.step", f->step);
+      internal::check_open_unit_interval((who + ": firing_rate.target").c_str(), f->target);
+      internal::check_open_unit_interval((who + ": firing_rate.average_rate").c_str(), f->average_rate);
+      internal::check_positive((who + ": firing_rate.step").c_str(), f->step);
       firing_rate_.value.setConstant(f->target);
     }
     if (options_.l1) options_.l1->state().name = this->name_ + "." + options_.l1->state().name;

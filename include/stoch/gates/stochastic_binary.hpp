@@ -60,10 +60,10 @@ class StochasticBinary : public internal::SigmoidBernoulliGate<StochasticBinary<
   /// Throws stoch::Error naming the option when one is out of its domain.
   explicit StochasticBinary(Index units, StochasticBinaryOptions<T> options = {}, std::string name = "sbn")
       : Base(units, "StochasticBinary", std::move(name), options.kl), options_(options) {
+    const std::string who = internal::where("StochasticBinary", "", this->name_);
     if (!std::isfinite(options_.constant_baseline))
-      internal::fail("StochasticBinary: constant_baseline must be finite, got " +
-                     std::to_string(options_.constant_baseline));
-    internal::check_open_unit_interval("StochasticBinary: average_rate", options_.average_rate);
+      internal::fail(who + ": constant_baseline must be finite, got " + std::to_string(options_.constant_baseline));
+    internal::check_open_unit_interval((who + ": average_rate").c_str(), options_.average_rate);
     const Index rows = options_.baseline == SbnBaseline::minimum_variance ? units : 1;
     numerator_ = Parameter<T>(this->name_ + ".baseline_numerator", rows, 1, false);
     denominator_ = Parameter<T>(this->name_ + ".baseline_denominator", rows, 1, false);
@@ -76,10 +76,9 @@ class StochasticBinary : public internal::SigmoidBernoulliGate<StochasticBinary<
     this->require_training_forward();
     const Matrix<T>& h = this->output_;
     const Index batch = h.cols();
-    if (dy.size() != 0)
-      internal::check_shape("StochasticBinary::backward: output gradient", dy.rows(), dy.cols(), h.rows(), batch);
-    const RowVector<T>& loss = ctx.loss_for_batch("StochasticBinary::backward", batch);
-    if (!loss.allFinite()) internal::fail("StochasticBinary::backward: the per-example loss is not finite");
+    if (dy.size() != 0) internal::check_shape(this->gradient_what_.c_str(), dy.rows(), dy.cols(), h.rows(), batch);
+    const RowVector<T>& loss = ctx.loss_for_batch(this->backward_what_.c_str(), batch);
+    if (!loss.allFinite()) internal::fail(this->backward_what_ + ": the per-example loss is not finite");
 
     current_baselines(baseline_);
     Matrix<T>& da = this->input_gradient_;
@@ -95,7 +94,8 @@ class StochasticBinary : public internal::SigmoidBernoulliGate<StochasticBinary<
   /// The baseline Lbar_i the next backward will use for `unit`.
   T baseline(Index unit) const {
     if (unit < 0 || unit >= this->units_)
-      internal::fail("StochasticBinary::baseline: unit " + std::to_string(unit) + " out of range [0, " +
+      internal::fail(internal::where("StochasticBinary", "baseline", this->name_) + ": unit " + std::to_string(unit) +
+                     " out of range [0, " +
                      std::to_string(this->units_) + ")");
     switch (options_.baseline) {
       case SbnBaseline::none: return T(0);

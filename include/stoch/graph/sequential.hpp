@@ -45,10 +45,16 @@ class Sequential : public internal::GateTraitsOf<internal::LastOf<First, Rest...
   Index output_size() const { return std::get<size - 1>(layers_).output_size(); }
 
   const Matrix<Scalar>& forward(const MatrixCRef<Scalar>& x, Context<Scalar>& ctx) {
-    return forward_from<0>(x, ctx);
+    trained_.forget();  // a throwing forward leaves nothing for backward
+    const Matrix<Scalar>& y = forward_from<0>(x, ctx);
+    trained_.remember(ctx.training());
+    return y;
   }
 
+  /// Requires a training forward (checked here too: with set_input_gradient(false), the leading layers'
+  /// own backward may not run).
   const Matrix<Scalar>& backward(const MatrixCRef<Scalar>& dy, Context<Scalar>& ctx) {
+    trained_.require("Sequential::backward");
     return backward_from<size - 1>(dy, ctx);
   }
 
@@ -121,6 +127,7 @@ class Sequential : public internal::GateTraitsOf<internal::LastOf<First, Rest...
   }
 
   std::tuple<First, Rest...> layers_;
+  internal::TrainingForward trained_;
   bool input_gradient_needed_ = true;
   Matrix<Scalar> no_gradient_;  // empty: what backward returns when dL/dx is not needed
 };

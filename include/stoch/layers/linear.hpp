@@ -18,6 +18,10 @@ enum class ZeroSkipping {
 };
 
 /// Affine map from `in` to `out` features. W is `out x in`, b is `out x 1`.
+///
+/// `name` prefixes the parameters' names ("<name>.W", "<name>.b") and follows the class name in error
+/// messages ("Linear::forward ('<name>'): ..."). The default, "linear", is the same for every Linear:
+/// give each layer of a model that is saved its own name (save_model refuses duplicate names).
 template <class T>
 class Linear {
  public:
@@ -25,10 +29,15 @@ class Linear {
 
   /// Zero weights and biases; call `initialize` (or use the other constructor) before training.
   Linear(Index in, Index out, std::string name = "linear")
-      : weight_(name + ".W", out, in), bias_(name + ".b", out, 1) {
+      : weight_(name + ".W", out, in), bias_(name + ".b", out, 1),
+        forward_what_(internal::where("Linear", "forward", name)),
+        input_what_(forward_what_ + ": input"),
+        backward_what_(internal::where("Linear", "backward", name)),
+        gradient_what_(backward_what_ + ": output gradient"),
+        name_(std::move(name)) {
     if (in <= 0 || out <= 0)
-      internal::fail("Linear: sizes must be positive, got in = " + std::to_string(in) +
-                     ", out = " + std::to_string(out));
+      internal::fail(internal::where("Linear", "", name_) + ": sizes must be positive, got in = " +
+                     std::to_string(in) + ", out = " + std::to_string(out));
   }
 
   /// Glorot-uniform weights drawn from `rng`, zero biases.
@@ -45,9 +54,11 @@ class Linear {
   Index output_size() const { return weight_.value.rows(); }
 
   const Matrix<T>& forward(const MatrixCRef<T>& x, Context<T>& ctx) {
-    internal::check_rows("Linear::forward: input", x.rows(), x.cols(), input_size());
-    internal::check_batch("Linear::forward", x.cols());
-    internal::check_finite("Linear::forward: input", x);
+    trained_.forget();  // a throwing forward leaves nothing for backward
+    internal::check_rows(input_what_.c_str(), x.rows(), x.cols(), input_size());
+    internal::check_batch(forward_what_.c_str(), x.cols());
+    internal::check_finite(input_what_.c_str(), x);
+    trained_.remember(ctx.training());
     if (ctx.training()) input_ = x;  // kept for dW = dy x^T
     const bool skip = zero_skipping_ == ZeroSkipping::always ||
                       (zero_skipping_ == ZeroSkipping::evaluation && !ctx.training());
@@ -61,9 +72,10 @@ class Linear {
     return output_;
   }
 
+  /// Requires a training forward (an evaluation forward does not keep the input dW needs).
   const Matrix<T>& backward(const MatrixCRef<T>& dy, Context<T>&) {
-    internal::check_shape("Linear::backward: output gradient", dy.rows(), dy.cols(), output_size(),
-                          input_.cols());
+    trained_.require(backward_what_);
+    internal::check_shape(gradient_what_.c_str(), dy.rows(), dy.cols(), output_size(), input_.cols());
     weight_.grad.noalias() += dy * input_.transpose();
     bias_.grad.col(0) += dy.rowwise().sum();
     if (input_gradient_needed_) input_gradient_.noalias() = weight_.value.transpose() * dy;
@@ -95,9 +107,14 @@ class Linear {
 
   Parameter<T>& weight() { return weight_; }
   Parameter<T>& bias() { return bias_; }
+  /// The instance name (the prefix of the parameters' names).
+  const std::string& name() const { return name_; }
   const Parameter<T>& weight() const { return weight_; }
   const Parameter<T>& bias() const { return bias_; }
 
+  // The messages' prefixes, built once so that a checked call allocates nothing.
+  std::string forward_what_, input_what_, backward_what_, gradient_what_, name_;
+  internal::TrainingForward trained_;
  private:
   Parameter<T> weight_, bias_;
   Matrix<T> input_, output_, input_gradient_;

@@ -26,6 +26,7 @@ class SoftmaxCrossEntropy {
   Index classes() const { return classes_; }
 
   T forward(const MatrixCRef<T>& logits, std::span<const int> labels, Context<T>& ctx) {
+    trained_.forget();  // a throwing forward leaves nothing for backward
     internal::check_rows("SoftmaxCrossEntropy::forward: logits", logits.rows(), logits.cols(), classes_);
     internal::check_batch("SoftmaxCrossEntropy::forward", logits.cols());
     const Index batch = logits.cols();
@@ -57,12 +58,14 @@ class SoftmaxCrossEntropy {
         internal::fail("SoftmaxCrossEntropy::forward: the loss of example " + std::to_string(j) +
                        " is not finite (NaN or Inf in the logits; check the input and the learning rate)");
     probabilities_.array().rowwise() /= sums.array();
+    trained_.remember(ctx.training());
     return ctx.example_loss.mean();
   }
 
-  /// dL/dlogits for the mean loss: (softmax - onehot) / batch. Requires a previous forward.
+  /// dL/dlogits for the mean loss: (softmax - onehot) / batch. Requires a training forward, as every layer's
+  /// backward does (after an evaluation forward the network below kept nothing to back-propagate into).
   const Matrix<T>& backward() {
-    if (probabilities_.size() == 0) internal::fail("SoftmaxCrossEntropy::backward: call forward first");
+    trained_.require("SoftmaxCrossEntropy::backward");
     gradient_ = probabilities_;
     for (Index j = 0; j < gradient_.cols(); ++j) gradient_(labels_[j], j) -= T(1);
     gradient_ /= static_cast<T>(gradient_.cols());
@@ -76,6 +79,7 @@ class SoftmaxCrossEntropy {
   Index classes_;
   Eigen::Matrix<int, Eigen::Dynamic, 1> labels_;
   Matrix<T> probabilities_, gradient_;
+  internal::TrainingForward trained_;
 };
 
 /// Number of columns whose arg-max differs from the label (classification errors).
