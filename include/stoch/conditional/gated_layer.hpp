@@ -115,7 +115,6 @@ class GatedLayer {
     // x's own stride would alias in the cache (see internal::padded_stride).
     const bool copy = trained_ || (!dense_expert_ && (x.outerStride() != stride));
     if (copy) {
-    backward_ready_.remember(trained_);
       input_.resize(stride, x.cols());
       input_.topRows(x.rows()) = x;
     }
@@ -138,6 +137,7 @@ class GatedLayer {
         output_(i, b) = h(i, b) * value;
       });
     }
+    backward_ready_.remember(trained_);
     return output_;
   }
 
@@ -264,9 +264,6 @@ class GatedLayer {
  private:
   /// The kept input, `in x batch` (stored with a possibly padded stride).
   Eigen::Map<const Matrix<T>, 0, Eigen::OuterStride<>> input_view() const {
-  // The messages' prefixes (internal::where), built once so that a checked call allocates nothing.
-  std::string name_, forward_what_, input_what_, gater_output_what_, backward_what_, gradient_what_;
-  internal::TrainingForward backward_ready_;
     return {input_.data(), input_size(), input_.cols(), Eigen::OuterStride<>(input_.rows())};
   }
 
@@ -294,6 +291,9 @@ class GatedLayer {
 
   Gater gater_;
   Parameter<T> weight_, bias_;
+  // The messages' prefixes (internal::where), built once so that a checked call allocates nothing.
+  std::string name_, forward_what_, input_what_, gater_output_what_, backward_what_, gradient_what_;
+  internal::TrainingForward backward_ready_;
   ExpertPath path_ = ExpertPath::automatic;
   double crossover_ = kDefaultSparseCrossover;
   bool skip_closed_ = false;

@@ -89,6 +89,7 @@ void check_finite(const char* what, const Eigen::DenseBase<Derived>& m, const ch
              " (NaN or Inf) at feature " + std::to_string(i) + " of example " + std::to_string(j) +
              (hint ? std::string(": ") + hint : std::string()));
 }
+
 /// How every message of a layer starts: "Class::method", or "Class::method ('instance')" for a layer that
 /// has an instance name (the prefix of its parameters' names, e.g. Linear::backward ('gater.hidden')).
 /// An empty `method` gives "Class" or "Class ('instance')", for constructors and options.
@@ -120,7 +121,6 @@ class TrainingForward {
  private:
   bool ready_ = false;
 };
-
 
 }  // namespace internal
 }  // namespace stoch

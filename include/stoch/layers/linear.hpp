@@ -107,16 +107,16 @@ class Linear {
 
   Parameter<T>& weight() { return weight_; }
   Parameter<T>& bias() { return bias_; }
-  /// The instance name (the prefix of the parameters' names).
-  const std::string& name() const { return name_; }
   const Parameter<T>& weight() const { return weight_; }
   const Parameter<T>& bias() const { return bias_; }
+  /// The instance name (the prefix of the parameters' names).
+  const std::string& name() const { return name_; }
 
+ private:
+  Parameter<T> weight_, bias_;
   // The messages' prefixes, built once so that a checked call allocates nothing.
   std::string forward_what_, input_what_, backward_what_, gradient_what_, name_;
   internal::TrainingForward trained_;
- private:
-  Parameter<T> weight_, bias_;
   Matrix<T> input_, output_, input_gradient_;
   bool input_gradient_needed_ = true;
   ZeroSkipping zero_skipping_ = ZeroSkipping::off;
