@@ -17,6 +17,15 @@ struct Context {
   Generator* rng = nullptr;
   /// Per-example loss L, `1 x batch`, written by the loss layer's forward (Theorem 1's broadcast L).
   RowVector<T> example_loss;
+  /// Multi-sample layout: a batch of B = samples * E columns holds `samples` (K) tiled copies of E examples;
+  /// columns [k E, (k + 1) E) are sample k of examples 0 .. E - 1, so column k E + e is sample k of example
+  /// e (stoch::tile_samples builds such a batch; example_loss follows the same columns). Gates that learn
+  /// from several samples of an example (ReinforceLoo, Arm, DisArm) read it; the others ignore it. 1: one
+  /// sample per example (the default).
+  Index samples = 1;
+  /// Antithetic pairs (samples == 2 only): sample 1 of example e draws its uniform for unit i as 1 - u, with
+  /// u the uniform of sample 0 (one draw shared by the pair; ARM and DisARM need it).
+  bool antithetic = false;
 
   /// Training mode without a generator (enough for deterministic layers).
   Context() = default;
@@ -32,6 +41,24 @@ struct Context {
     return *rng;
   }
 
+  /// Sets the multi-sample layout (see `samples`); throws stoch::Error for K < 1 or antithetic with K != 2.
+  void set_samples(Index samples_, bool antithetic_ = false) {
+    check_samples("Context::set_samples", samples_, antithetic_);
+    samples = samples_;
+    antithetic = antithetic_;
+  }
+
+  /// The number of examples E = batch / samples, after checking the layout for the layer `who` (K >= 1,
+  /// antithetic only with K == 2, and a batch that is a whole number of K tiled copies).
+  Index examples_for_batch(const char* who, Index batch) const {
+    check_samples(who, samples, antithetic);
+    if (batch % samples != 0)
+      internal::fail(std::string(who) + ": a batch of " + std::to_string(batch) +
+                     " columns is not a multiple of Context::samples = " + std::to_string(samples) +
+                     " (K tiled copies of E examples)");
+    return batch / samples;
+  }
+
   /// The per-example loss, checked against the batch size of the layer asking for it.
   const RowVector<T>& loss_for_batch(const char* who, Index batch) const {
     if (example_loss.size() != batch)
@@ -40,6 +67,13 @@ struct Context {
                      "have " + std::to_string(example_loss.size()) + " values for a batch of " +
                      std::to_string(batch));
     return example_loss;
+  }
+
+ private:
+  static void check_samples(const char* who, Index k, bool pairs) {
+    if (k < 1) internal::fail(std::string(who) + ": Context::samples must be >= 1, got " + std::to_string(k));
+    if (pairs && k != 2)
+      internal::fail(std::string(who) + ": antithetic pairs need Context::samples == 2, got " + std::to_string(k));
   }
 };
 
