@@ -1,4 +1,5 @@
-// stoch — what reaches a layer explicitly at every call: the mode, the generator, the per-example loss.
+// stoch — what reaches a layer explicitly at every call: the mode, the generator, the per-example loss, and
+// the multi-sample layout of the batch.
 #pragma once
 
 #include "stoch/core/error.hpp"
