@@ -11,6 +11,9 @@
 #include <vector>
 
 #include "stoch/core/distributions.hpp"
+#include "stoch/graph/sequential.hpp"
+#include "stoch/layers/linear.hpp"
+#include "stoch/layers/tanh.hpp"
 #include "stoch/optim/sgd.hpp"
 #include "support/catch.hpp"
 #include "support/gradient_check.hpp"
@@ -274,4 +277,38 @@ TEST_CASE("A checkpoint resumes training bit-exactly", "[serialization]") {
   train(b, sgd_b, rng_b, 10);
   CHECK(same_model(a, b));
   CHECK(a.w.velocity.cwiseAbs().maxCoeff() > 0);  // momentum was in play
+}
+
+TEST_CASE("Saving refuses duplicate parameter names, listing them, and writes nothing", "[serialization]") {
+  TempDir dir("duplicates");
+  const fs::path file = dir.path / "model.stoch";
+  // Two Linear layers left with the default name "linear": both save "linear.W" and "linear.b".
+  Generator rng(3);
+  auto model = Sequential(Linear<float>(3, 4, rng), Tanh<float>(4), Linear<float>(4, 2, rng));
+  REQUIRE_THROWS_MESSAGE(save_model(file, model.parameters()),
+                         "save_model: duplicate parameter names 'linear.W' (parameters 0 2), 'linear.b' "
+                         "(parameters 1 3); give every layer its own name");
+  CHECK_FALSE(fs::exists(file));
+  CHECK(dir.entries() == 0);  // no temporary file either
+  REQUIRE_THROWS_MESSAGE(serialize_model(model.parameters()), "duplicate parameter names");
+  // Named layers save.
+  auto named = Sequential(Linear<float>(3, 4, rng, "hidden"), Tanh<float>(4), Linear<float>(4, 2, rng, "output"));
+  save_model(file, named.parameters());
+  CHECK(read_model_info(file).parameters.size() == 4);
+}
+
+TEST_CASE("Loading matches by position, checking each name and shape", "[serialization]") {
+  TempDir dir("matching");
+  const fs::path file = dir.path / "model.stoch";
+  Tiny<float> saved(5);
+  save_model(file, saved.list());
+  // The same parameters in another order are refused by position and name, nothing is looked up by name.
+  Tiny<float> model(6);
+  const Tiny<float> before = model;
+  REQUIRE_THROWS_MESSAGE(load_model(file, ParameterList<float>{&model.b, &model.w, &model.threshold, &model.lambda}),
+                         "parameter 0 is 'gater.W' in the file but 'gater.b' in the model");
+  CHECK(same_model(model, before));
+  load_model(file, model.list());
+  CHECK(same_bits(model.w.value, saved.w.value));
+  CHECK(same_bits(model.lambda.value, saved.lambda.value));
 }

@@ -366,9 +366,40 @@ inline void write_file_atomically(const std::filesystem::path& path, std::span<c
 
 }  // namespace internal
 
-/// The file image of `params` (see the format above); `save_model` writes it atomically.
+namespace internal {
+
+/// Throws unless every parameter name of `params` is unique, listing each duplicated name with the positions
+/// that hold it. A file is matched to a model by position and name (deserialize_model), so two parameters
+/// of one name would make a file whose entries cannot be told apart: this is what every Linear left with its
+/// default name "linear" gives.
+template <class T>
+void check_unique_names(const ParameterList<T>& params) {
+  std::map<std::string, std::vector<std::size_t>> positions;
+  for (std::size_t k = 0; k < params.size(); ++k) {
+    if (params[k] == nullptr) fail("save_model: parameter " + std::to_string(k) + " is a null pointer");
+    positions[params[k]->name].push_back(k);
+  }
+  std::string duplicates;
+  for (const auto& [name, where] : positions) {
+    if (where.size() < 2) continue;
+    duplicates += duplicates.empty() ? "'" : ", '";
+    duplicates += name + "' (parameters";
+    for (const std::size_t k : where) duplicates += " " + std::to_string(k);
+    duplicates += ")";
+  }
+  if (!duplicates.empty())
+    fail("save_model: duplicate parameter names " + duplicates +
+         "; give every layer its own name (e.g. Linear(in, out, rng, \"hidden\"), GatedLayer(gater, expert, "
+         "\"layer1\")): loading matches parameters by position and name");
+}
+
+}  // namespace internal
+
+/// The file image of `params` (see the format above); `save_model` writes it atomically. Throws stoch::Error
+/// when two parameters share a name (listing them), or on a null pointer.
 template <class T>
 std::vector<std::uint8_t> serialize_model(const ParameterList<T>& params, const ModelFileOptions& options = {}) {
+  internal::check_unique_names(params);
   std::vector<std::uint8_t> bytes(std::begin(kModelMagic), std::end(kModelMagic));
   internal::ByteWriter out(bytes);
   out.integer(kModelFormatVersion);
@@ -406,6 +437,11 @@ std::vector<std::uint8_t> serialize_model(const ParameterList<T>& params, const 
 /// Checks `bytes` completely, then copies it into `params` (values, and velocities if the file has them; a
 /// file without velocities clears them to 0 x 0, so the optimiser restarts them at zero). `source` names the
 /// file in error messages. Returns the metadata. On any error the parameters are unchanged.
+///
+/// Matching: by position. The file must hold exactly as many parameters as `params`, and the k-th entry of
+/// the file is loaded into params[k] only if it has params[k]'s name and shape; a renamed, reordered, added
+/// or removed parameter is reported by position and name (nothing is looked up by name, so the model's
+/// parameters() must list them in the order they had when saved).
 template <class T>
 ModelMetadata deserialize_model(std::span<const std::uint8_t> bytes, const ParameterList<T>& params,
                                 const std::string& source = "model") {
@@ -440,7 +476,9 @@ ModelMetadata deserialize_model(std::span<const std::uint8_t> bytes, const Param
 }
 
 /// Writes every parameter of `params` (trainable or not), the metadata and optionally the velocities to `path`,
-/// atomically. Throws stoch::Error naming the file on failure; the destination is then unchanged.
+/// atomically. Throws stoch::Error naming the file on failure, and before writing anything when two parameters
+/// share a name (e.g. two Linear layers left with the default name "linear"; the message lists them); the
+/// destination is then unchanged.
 template <class T>
 void save_model(const std::filesystem::path& path, const ParameterList<T>& params,
                 const ModelFileOptions& options = {}) {
@@ -448,7 +486,8 @@ void save_model(const std::filesystem::path& path, const ParameterList<T>& param
   internal::write_file_atomically(path, bytes);
 }
 
-/// Loads `path` into `params` (same names, order and shapes as when saved) and returns the saved metadata.
+/// Loads `path` into `params` and returns the saved metadata. Matches by position, checking each name and
+/// shape (see deserialize_model): `params` must list the same parameters, in the same order, as when saved.
 /// Throws stoch::Error naming the file and the problem; on any error `params` are unchanged.
 template <class T>
 ModelMetadata load_model(const std::filesystem::path& path, const ParameterList<T>& params) {
