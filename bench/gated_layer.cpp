@@ -7,12 +7,6 @@
 //     (<order>: 0 = by-unit lists, VisitOrder::natural; 1 = by-unit lists, VisitOrder::by_leading_examples;
 //     2 = by-example lists, each input column loaded once per packet for the example's open units, whose
 //     weight columns are then the operands read once per FMA)
-//   BM_SparseForwardKernelCachedWeights/<units>/<in>/<batch>/<density_permille>/<order>/<columns>  the same,
-//     each unit reading its weights from one of <columns> columns that stay in cache
-//   BM_SparseForwardKernelCachedOperands/<units>/<in>/<batch>/<density_permille>/<order>/<fixed_columns>/
-//     <partner_columns>  the same, both operands wrapped to a few columns: every operand in L1
-//   BM_ReadBandwidth/<kilobytes>  a plain sequential read of a buffer, the machine's rate from L1, L2 or L3
-//     per 64-byte line: the floor under any kernel whose FMAs each need a line from there
 //   BM_DenseProduct/<rows>/<in>/<batch>  Eigen's product W x alone (W `rows x in`): the dense expert and
 //     the gater's two products of the MNIST evaluation, per SIMD FMA, beside the sparse kernel's
 //
@@ -22,7 +16,6 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
-#include <bit>
 #include <cstdint>
 #include <numeric>
 #include <string>
@@ -127,7 +120,7 @@ Index packets_per_column(Index rows) {
 /// <order>: by-unit lists of a fixed random mask, random weights (`in x units`, transposed) and inputs with
 /// the layer's padded stride.
 struct KernelRun {
-  stoch::ActiveSet active;
+  stoch::internal::ActiveSet active;
   stoch::Matrix<T> weights_t, padded;
   std::vector<T> sums;
 
@@ -144,17 +137,6 @@ struct KernelRun {
     sums.resize(static_cast<std::size_t>(active.nonzeros()));
   }
   stoch::MatrixCRef<T> x() const { return padded.topRows(weights_t.rows()); }
-  /// Times the kernel's loop over these lists with `operands` (ListOperands: the layer's own,
-  /// internal::sparse_expert_forward; or a wrapper of it that redirects some columns).
-  template <class Operands>
-  void time_kernel(benchmark::State& state, const Operands& operands) {
-    const Index in = weights_t.rows(), batch = padded.cols();
-    for (auto _ : state) {
-      stoch::internal::sparse_expert_forward_with<T>(active, operands, in, batch, sums.data());
-      benchmark::DoNotOptimize(sums.data());
-    }
-    report(state);
-  }
   void report(benchmark::State& state) const {
     state.counters["packet_fmas"] = static_cast<double>(active.nonzeros() * packets_per_column(weights_t.rows()));
     state.counters["density"] = active.density();
@@ -169,69 +151,11 @@ struct KernelRun {
 void BM_SparseForwardKernel(benchmark::State& state) {
   KernelRun run(state);
   const stoch::MatrixCRef<T> weights_t = run.weights_t, x = run.x();
-  run.time_kernel(state, stoch::internal::ListOperands<T>{run.active, weights_t, x});
-}
-
-/// The same kernel over the same lists, but unit i reads its weights from column i mod <columns> of the
-/// weights: with few columns they stay in cache, so the difference to BM_SparseForwardKernel with the same
-/// first five arguments is what streaming the weights costs (the sums are not the layer's).
-void BM_SparseForwardKernelCachedWeights(benchmark::State& state) {
-  KernelRun run(state);
-  // The layer's operands with the unit's index wrapped.
-  struct CachedWeights {
-    stoch::internal::ListOperands<T> layer;
-    Index columns;
-    const T* fixed(Index m, Index j0) const { return layer.fixed(m % columns, j0); }
-    const T* partner(Index other, Index j0) const { return layer.partner(other, j0); }
-  };
-  const stoch::MatrixCRef<T> weights_t = run.weights_t, x = run.x();
-  run.time_kernel(state, CachedWeights{{run.active, weights_t, x}, state.range(5)});
-}
-
-/// The same kernel over the same lists with both operands wrapped: list m reads its fixed column (a weight
-/// column by unit, an input column by example) m mod <fixed_columns>, and partner p reads column p mod
-/// <partner_columns>. With a few of each, every operand sits in L1: what is left is the kernel's own work
-/// for these lists (their block widths, one horizontal sum per pair), what it would take if nothing had to
-/// come from L2 or L3 (the sums are not the layer's). Both counts are powers of two, so that the wrap is a
-/// mask and adds no division to the work measured.
-void BM_SparseForwardKernelCachedOperands(benchmark::State& state) {
-  if (!std::has_single_bit(static_cast<std::uint64_t>(state.range(5))) ||
-      !std::has_single_bit(static_cast<std::uint64_t>(state.range(6)))) {
-    state.SkipWithError("<fixed_columns> and <partner_columns> must be powers of two");
-    return;
-  }
-  KernelRun run(state);
-  struct CachedOperands {
-    stoch::internal::ListOperands<T> layer;
-    Index fixed_columns, partner_columns;
-    const T* fixed(Index m, Index j0) const { return layer.fixed(m & (fixed_columns - 1), j0); }
-    const T* partner(Index other, Index j0) const { return layer.partner(other & (partner_columns - 1), j0); }
-  };
-  const stoch::MatrixCRef<T> weights_t = run.weights_t, x = run.x();
-  run.time_kernel(state, CachedOperands{{run.active, weights_t, x}, state.range(5), state.range(6)});
-}
-
-/// Sums a `kilobytes` buffer packet by packet, over and over, with 8 independent accumulators (the adds
-/// never wait): the time per 64-byte line is what the cache level holding the buffer delivers to one core.
-void BM_ReadBandwidth(benchmark::State& state) {
-  using P = stoch::internal::Packet<T>;
-  constexpr Index S = stoch::internal::kPacketSize<T>;
-  constexpr Index kAccumulators = 8;
-  const Index size = state.range(0) * 1024 / static_cast<Index>(sizeof(T));
-  const stoch::Vector<T> buffer = stoch::Vector<T>::Random(size);
   for (auto _ : state) {
-    P acc[kAccumulators];
-    for (P& a : acc) a = Eigen::internal::pset1<P>(T(0));
-    for (Index j = 0; j + kAccumulators * S <= size; j += kAccumulators * S)
-      for (Index u = 0; u < kAccumulators; ++u)
-        acc[u] = Eigen::internal::padd(acc[u], Eigen::internal::ploadu<P>(buffer.data() + j + u * S));
-    P total = acc[0];
-    for (Index u = 1; u < kAccumulators; ++u) total = Eigen::internal::padd(total, acc[u]);
-    benchmark::DoNotOptimize(total);
+    stoch::internal::sparse_expert_forward<T>(run.active, weights_t, x, run.sums.data());
+    benchmark::DoNotOptimize(run.sums.data());
   }
-  state.counters["time_per_line"] = benchmark::Counter(
-      static_cast<double>(size) * static_cast<double>(sizeof(T)) / 64.0,
-      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  run.report(state);
 }
 
 /// Eigen's product W x alone, W `rows x in`, x `in x batch` (no bias, mask or check), with `packet_fmas`
@@ -267,21 +191,6 @@ BENCHMARK(BM_SparseForwardKernel)
     ->Args({4096, 4096, 256, 100, 0})
     ->Args({4096, 512, 8, 1000, 0})
     ->Unit(benchmark::kMicrosecond);
-// The paper's expert with its weights read from 100 columns (0.3 MB, in L2) instead of 2000 (6 MB, from L3).
-BENCHMARK(BM_SparseForwardKernelCachedWeights)
-    ->Args({2000, 784, 32, 100, 0, 100})
-    ->Args({2000, 784, 32, 100, 1, 100})
-    ->Unit(benchmark::kMicrosecond);
-// Both operands of the paper's expert from 4 columns each (2 x 12.5 KB, in L1), in the three orders; at 1000
-// permille every unit is two blocks of 16, the block code at its widest, beside Eigen's dense product.
-BENCHMARK(BM_SparseForwardKernelCachedOperands)
-    ->Args({2000, 784, 32, 100, 0, 4, 4})
-    ->Args({2000, 784, 32, 100, 1, 4, 4})
-    ->Args({2000, 784, 32, 100, 2, 4, 4})
-    ->Args({2000, 784, 32, 1000, 0, 4, 4})
-    ->Unit(benchmark::kMicrosecond);
-// 32 KB (in L1), 100 KB (a batch of 32 inputs, in L2), 768 KB (in L2), 6 MB (the expert's weights, in L3).
-BENCHMARK(BM_ReadBandwidth)->Arg(32)->Arg(100)->Arg(768)->Arg(6144)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_DenseProduct)
     ->ArgsProduct({{2000}, {784}, {32, 256}})
     ->ArgsProduct({{400}, {784}, {32, 256}})

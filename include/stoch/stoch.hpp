@@ -4,9 +4,8 @@
 // Conditional Computation". Layers are `features x batch`; see stoch/layers/layer.hpp for the contract.
 #pragma once
 
+#include "stoch/conditional/expert_path.hpp"
 #include "stoch/conditional/gated_layer.hpp"
-#include "stoch/conditional/sparse_kernels.hpp"
-#include "stoch/core/bit_sets.hpp"
 #include "stoch/core/context.hpp"
 #include "stoch/core/distributions.hpp"
 #include "stoch/core/error.hpp"

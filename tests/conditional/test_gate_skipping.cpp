@@ -123,14 +123,14 @@ TEST_CASE("the automatic path follows the measured density and the crossover", "
     const Matrix<double> mask = test::exact_mask<double>(kUnits, kBatch, density, 9);
     auto layer = make_layer<true, false>(mask);
     CHECK(layer.path() == ExpertPath::automatic);
-    CHECK(layer.crossover() == kDefaultSparseCrossover);
+    CHECK(layer.crossover() == internal::kDefaultSparseCrossover);
     Generator rng(1);
     Context<double> ctx(Mode::train, rng);
     const Matrix<double> x = test::random_matrix<double>(kIn, kBatch, 2);
     layer.forward(x, ctx);
     const double exact = static_cast<double>((mask.array() != 0).count()) / (kUnits * kBatch);
     CHECK(layer.density() == Approx(exact).epsilon(1e-12));
-    CHECK(layer.last_batch_sparse() == (exact <= kDefaultSparseCrossover));
+    CHECK(layer.last_batch_sparse() == (exact <= internal::kDefaultSparseCrossover));
     const double units_open = static_cast<double>((mask.array() != 0).rowwise().any().count()) / kUnits;
     CHECK(layer.active_unit_fraction() == Approx(units_open).epsilon(1e-12));
 

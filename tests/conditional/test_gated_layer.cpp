@@ -36,9 +36,8 @@ TEMPLATE_TEST_CASE("GatedLayer: sparse forward and every gradient equal the dens
                    "[gated_layer]", float, double) {
   using T = TestType;
   const double tolerance = std::is_same_v<T, float> ? 1e-5 : 1e-12;
-  // Odd sizes (not multiples of the SIMD width), batch 1, batches whose in axis is cut into cache chunks
-  // (with a chunk budget of 256 KiB set below), their lists built through columns (300) or through masks
-  // (40), and in = 1024 (a padded stride).
+  // Odd sizes (not multiples of the SIMD width), batch 1, large batches with their lists built through
+  // columns (300) or through masks (40), and in = 1024 (a padded stride).
   const Shape shapes[] = {{37, 19, 1},     {37, 19, 5},    {16, 64, 17}, {3, 1, 2},
                           {50, 1001, 300}, {40, 2000, 40}, {20, 1024, 9}};
   const double densities[] = {0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.9, 1.0};
@@ -63,7 +62,6 @@ TEMPLATE_TEST_CASE("GatedLayer: sparse forward and every gradient equal the dens
         auto sparse = mask_layer<T>(shape.in, shape.units, mask, ExpertPath::sparse);
         sparse.set_list_layout(layout);
         sparse.set_visit_order(order);
-        sparse.set_chunk_bytes(256 * 1024);
         const Matrix<T> y_sparse = sparse.forward(x, ctx);
         REQUIRE(sparse.last_batch_sparse());
         REQUIRE_FALSE(sparse.last_forward_dense());
@@ -94,7 +92,7 @@ TEMPLATE_TEST_CASE("GatedLayer: sparse forward and every gradient equal the dens
 // set_input_gradient(false), for a first layer: the expert's and the gater's shares of dL/dx are skipped
 // (the gater's first Linear is told too), every parameter gradient is bit for bit the same, and backward
 // returns an empty matrix; turned back on, dL/dx is computed again. Both paths, both list layouts, a padded
-// stride (in = 1024) and a cache-chunked batch (with a 256 KiB chunk budget).
+// stride (in = 1024) and a large batch (300, lists built through columns).
 TEMPLATE_TEST_CASE("GatedLayer: without dL/dx, the parameter gradients are exactly the same", "[gated_layer]",
                    float, double) {
   using T = TestType;
@@ -113,10 +111,7 @@ TEMPLATE_TEST_CASE("GatedLayer: without dL/dx, the parameter gradients are exact
         Context<T> ctx(Mode::train, rng);
         auto with = mask_layer<T>(shape.in, shape.units, mask, path);
         auto without = mask_layer<T>(shape.in, shape.units, mask, path);
-        for (auto* layer : {&with, &without}) {
-          layer->set_list_layout(layout);
-          layer->set_chunk_bytes(256 * 1024);
-        }
+        for (auto* layer : {&with, &without}) layer->set_list_layout(layout);
         without.set_input_gradient(false);
         CHECK_FALSE(without.input_gradient());
         CHECK_FALSE(without.gater().template get<0>().input_gradient());

@@ -9,29 +9,15 @@
 #include <utility>
 #include <vector>
 
-#include "stoch/conditional/sparse_kernels.hpp"
+#include "stoch/conditional/expert_path.hpp"
 #include "stoch/core/error.hpp"
+#include "stoch/detail/active_set.hpp"
+#include "stoch/detail/sparse_kernels.hpp"
+#include "stoch/detail/sparse_plan.hpp"
 #include "stoch/layers/layer.hpp"
 #include "stoch/layers/linear.hpp"
 
 namespace stoch {
-
-/// How the gated layer computes its expert.
-enum class ExpertPath {
-  automatic,  ///< per batch: sparse when the density of open gates is at most `crossover()`, else dense
-  dense,      ///< the full Eigen product, then the mask (what a framework does)
-  sparse,     ///< the skipping kernels, whatever the density
-};
-
-/// Density of open gates up to which the sparse kernels beat the dense Eigen product, used by
-/// ExpertPath::automatic. Measured with bench/gated_layer.cpp (path 0 vs path 2, float, one thread,
-/// -O3 -march=native, CPU time) on a 2-core AMD EPYC (Zen 4, AVX-512): the sparse forward and train step
-/// were faster than dense at 250 per mille for every shape (1.6-3.0x) and at 500 slower for
-/// (4096, 4096, 256) (0.92x forward, 0.82x train step) though still faster for (2000, 784, *) (1.1-1.4x).
-/// The sparse time grows linearly with the density, which puts the slowest crossover (the 4096 train
-/// step) near 0.41; this value is below it, so the automatic choice never takes the sparse path where it
-/// was measured slower. Override with GatedLayer::set_crossover for another machine.
-inline constexpr double kDefaultSparseCrossover = 0.35;
 
 /// y = h ⊙ (W x + b) with h = gater(x), a `stoch::Layer` from `in` to `units` features.
 ///
@@ -96,19 +82,11 @@ class GatedLayer {
     batch_ = x.cols();
 
     active_.count<T>(h);
-    sparse_ = path_ == ExpertPath::sparse ||
-              (path_ == ExpertPath::automatic && active_.density() <= crossover_);
-    const Index stride = internal::padded_stride<T>(input_size());
-    if (sparse_) {
-      // By example, the partners are columns of W (`in` apart, not padded): by unit when that aliases.
-      const ListLayout layout = layout_.value_or(stride != input_size() ? ListLayout::by_unit
-                                                                        : active_.preferred_layout());
-      const auto column_bytes = input_size() * static_cast<Index>(sizeof(T));
-      const VisitOrder order = order_.value_or(internal::leading_order_pays(active_, layout, column_bytes)
-                                                   ? VisitOrder::by_leading_examples
-                                                   : VisitOrder::natural);
-      active_.build_lists<T>(h, layout, order);
-    }
+    const internal::ExpertPlan plan =
+        internal::plan_expert<T>(active_, input_size(), path_, crossover_, layout_, order_);
+    sparse_ = plan.sparse;
+    const Index stride = plan.stride;
+    if (sparse_) active_.build_lists<T>(h, plan.layout, plan.order);
     dense_expert_ = !sparse_ || (trained_ && closed_gates_get_gradient());
 
     // Training keeps x for dW = dH x^T; the kernels read it through a copy with a padded stride when
@@ -129,7 +107,7 @@ class GatedLayer {
       output_.setZero(output_size(), x.cols());
       const auto nonzeros = static_cast<std::size_t>(active_.nonzeros());
       open_expert_.resize(nonzeros);
-      internal::sparse_expert_forward<T>(active_, weight_.value, input, open_expert_.data(), chunk_bytes_);
+      internal::sparse_expert_forward<T>(active_, weight_.value, input, open_expert_.data());
       active_.for_each_open_matrix_order([&](Index i, Index b, Index k) {
         const auto flat = static_cast<std::size_t>(k);
         const T value = open_expert_[flat] + bias_.value(i, 0);
@@ -167,15 +145,15 @@ class GatedLayer {
       if (!input_gradient_needed_) {  // dW only: dL/dx is neither computed nor addressed
         input_gradient_.resize(0, 0);
         internal::sparse_expert_backward<T>(active_, coefficients_.data(), weight_.value, input_view(),
-                                            weight_.grad, input_gradient_, chunk_bytes_, false);
+                                            weight_.grad, input_gradient_, false);
       } else if (stride == input_size()) {
         input_gradient_.setZero(input_size(), dy.cols());
         internal::sparse_expert_backward<T>(active_, coefficients_.data(), weight_.value, input_view(),
-                                            weight_.grad, input_gradient_, chunk_bytes_);
+                                            weight_.grad, input_gradient_);
       } else {  // accumulate with the padded stride too, then copy out
         padded_gradient_.setZero(stride, dy.cols());
         internal::sparse_expert_backward<T>(active_, coefficients_.data(), weight_.value, input_view(),
-                                            weight_.grad, padded_gradient_, chunk_bytes_);
+                                            weight_.grad, padded_gradient_);
         input_gradient_ = padded_gradient_.topRows(input_size());
       }
     } else {
@@ -210,7 +188,8 @@ class GatedLayer {
   // ---- options ----
   ExpertPath path() const noexcept { return path_; }
   void set_path(ExpertPath path) noexcept { path_ = path; }
-  /// Density (fraction of open gates) up to which ExpertPath::automatic takes the sparse path.
+  /// Density (fraction of open gates) up to which ExpertPath::automatic takes the sparse path; 0.35 by
+  /// default (internal::kDefaultSparseCrossover, why: docs/performance-notes.md#sparse-crossover).
   double crossover() const noexcept { return crossover_; }
   void set_crossover(double density) {
     if (!(density >= 0.0 && density <= 1.0))
@@ -223,21 +202,15 @@ class GatedLayer {
   bool skip_closed_gates_in_training() const noexcept { return skip_closed_; }
   void set_skip_closed_gates_in_training(bool skip) noexcept { skip_closed_ = skip; }
 
-  /// How the sparse kernels list the open pairs: by default (nullopt) the ActiveSet's preferred layout
-  /// for each batch; fixing it is for tests and measurements.
+  /// How the sparse kernels list the open pairs: by default (nullopt) chosen for each batch
+  /// (internal::plan_expert); fixing it is for tests and measurements.
   std::optional<ListLayout> list_layout() const noexcept { return layout_; }
   void set_list_layout(std::optional<ListLayout> layout) noexcept { layout_ = layout; }
   /// The order in which the sparse forward walks the lists: by default (nullopt) by leading examples
-  /// where internal::leading_order_pays says so; fixing it is for tests and measurements. The forward's
+  /// where internal::plan_expert says so; fixing it is for tests and measurements. The forward's
   /// values do not depend on it.
   std::optional<VisitOrder> visit_order() const noexcept { return order_; }
   void set_visit_order(std::optional<VisitOrder> order) noexcept { order_ = order; }
-  /// Bytes of input per cache chunk of the sparse kernels (internal::kChunkBytes by default).
-  Index chunk_bytes() const noexcept { return chunk_bytes_; }
-  void set_chunk_bytes(Index bytes) {
-    internal::check_positive("GatedLayer::set_chunk_bytes: bytes", bytes);
-    chunk_bytes_ = bytes;
-  }
 
   // ---- diagnostics of the last forward ----
   /// Fraction of open gates (h != 0) in the last batch.
@@ -295,13 +268,12 @@ class GatedLayer {
   std::string name_, forward_what_, input_what_, gater_output_what_, backward_what_, gradient_what_;
   internal::TrainingForward backward_ready_;
   ExpertPath path_ = ExpertPath::automatic;
-  double crossover_ = kDefaultSparseCrossover;
+  double crossover_ = internal::kDefaultSparseCrossover;
   bool skip_closed_ = false;
   std::optional<ListLayout> layout_;
   std::optional<VisitOrder> order_;
-  Index chunk_bytes_ = internal::kChunkBytes;
 
-  ActiveSet active_;
+  internal::ActiveSet active_;
   const Matrix<T>* gate_ = nullptr;
   Index batch_ = 0;
   bool trained_ = false, sparse_ = false, dense_expert_ = true;

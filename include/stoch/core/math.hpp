@@ -13,7 +13,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "stoch/core/bit_sets.hpp"
+#include "stoch/detail/bit_sets.hpp"
 #include "stoch/core/matrix.hpp"
 
 #if defined(__AVX512F__)

@@ -5,7 +5,7 @@
 
 #include "stoch/core/error.hpp"
 #include "stoch/core/initialization.hpp"
-#include "stoch/core/zero_skipping_product.hpp"
+#include "stoch/detail/zero_skipping_product.hpp"
 #include "stoch/layers/layer.hpp"
 
 namespace stoch {

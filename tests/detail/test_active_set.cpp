@@ -1,11 +1,11 @@
-// ActiveSet (the open pairs, their lists and the order the forward walks them) against a brute-force
-// enumeration, and the sparse forward kernel's independence of that order.
-#include "stoch/conditional/sparse_kernels.hpp"
+// Tests for include/stoch/detail/active_set.hpp: ActiveSet (the open pairs, their lists and the orders the
+// kernels walk them) against a brute-force enumeration.
+#include "stoch/detail/active_set.hpp"
 
 #include <algorithm>
 #include <numeric>
-#include <utility>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "conditional/mask_gates.hpp"
@@ -13,6 +13,7 @@
 #include "support/gradient_check.hpp"
 
 using namespace stoch;
+using internal::ActiveSet;
 
 namespace {
 
@@ -37,7 +38,7 @@ std::vector<std::vector<std::int32_t>> open_examples(const Matrix<T>& h) {
 }  // namespace
 
 TEMPLATE_TEST_CASE("ActiveSet lists every open pair once, in order, and walks them in matrix order",
-                   "[sparse_kernels]", float, double) {
+                   "[active_set]", float, double) {
   using T = TestType;
   std::uint64_t seed = 300;
   for (const Shape shape : kShapes)
@@ -105,7 +106,7 @@ TEMPLATE_TEST_CASE("ActiveSet lists every open pair once, in order, and walks th
 }
 
 TEST_CASE("ActiveSet visit orders: the non-empty lists, by index or by (first, second) open example",
-          "[sparse_kernels]") {
+          "[active_set]") {
   using T = float;
   std::uint64_t seed = 400;
   for (const Shape shape : kShapes)
@@ -134,36 +135,5 @@ TEST_CASE("ActiveSet visit orders: the non-empty lists, by index or by (first, s
             (shape.batch <= ActiveSet::kMaskBatch ? leading : natural));
       const auto kept = active.natural_order();
       CHECK(std::vector<std::int32_t>(kept.begin(), kept.end()) == natural);
-    }
-}
-
-TEMPLATE_TEST_CASE("The sparse forward gives the same bits in either visit order, and the dense values",
-                   "[sparse_kernels]", float, double) {
-  using T = TestType;
-  const double tolerance = std::is_same_v<T, float> ? 1e-5 : 1e-12;
-  const Index in = 37;
-  std::uint64_t seed = 500;
-  for (const Shape shape : kShapes)
-    for (const double density : kDensities) {
-      CAPTURE(shape.units, shape.batch, density);
-      const Matrix<T> h = test::exact_mask<T>(shape.units, shape.batch, density, ++seed);
-      const Matrix<T> weights_t = test::random_matrix<T>(in, shape.units, ++seed);
-      const Matrix<T> x = test::random_matrix<T>(in, shape.batch, ++seed);
-      const Matrix<T> dense = weights_t.transpose() * x;
-      ActiveSet active;
-      active.count<T>(h);
-      std::vector<T> natural(static_cast<std::size_t>(active.nonzeros()));
-      std::vector<T> leading(natural.size());
-      active.build_lists<T>(h, ListLayout::by_unit, VisitOrder::natural);
-      internal::sparse_expert_forward<T>(active, weights_t, x, natural.data());
-      active.build_lists<T>(h, ListLayout::by_unit, VisitOrder::by_leading_examples);
-      internal::sparse_expert_forward<T>(active, weights_t, x, leading.data());
-      CHECK(natural == leading);
-      double worst = 0.0;
-      active.for_each_open([&](Index i, Index b, Index k) {
-        const double error = std::abs(static_cast<double>(leading[static_cast<std::size_t>(k)] - dense(i, b)));
-        worst = std::max(worst, error / (1.0 + std::abs(static_cast<double>(dense(i, b)))));
-      });
-      CHECK(worst <= tolerance);
     }
 }

@@ -1,3 +1,6 @@
+// not part of the public API; included by stoch/core/math.hpp, stoch/detail/zero_skipping_product.hpp and
+// stoch/detail/active_set.hpp.
+//
 // stoch — sets of indices kept as bit masks, and the branch-free step that turns a mask into a list of indices
 // (which gates are open, which examples a unit serves, which inputs are non-zero).
 #pragma once
@@ -20,10 +23,9 @@ inline constexpr int kLaneSlack = 16;
 
 /// Writes first + i for every set bit i < 16 of `lanes`, increasing, to `out`, and returns how many.
 /// With AVX-512 branch-free: the 16 indices compressed in a register and stored whole, so up to kLaneSlack
-/// entries past the count are written (a compressing store to memory is microcoded and slow on Zen 4). The
-/// loop over the set bits, the fallback elsewhere, mispredicts its exit about once per call: at 10% density
-/// (1.6 bits per 16) the active sets' list building took 634 us with it at (4096 units, batch 256), 230 us
-/// with the compress.
+/// entries past the count are written (a compressing store straight to memory is microcoded and slow on
+/// some cores). The loop over the set bits, the fallback elsewhere, mispredicts its exit about once per
+/// call. Why: docs/performance-notes.md#branch-free-lists.
 inline std::int32_t append_set_lanes(std::uint32_t lanes, std::int32_t first, std::int32_t* out) noexcept {
   lanes &= 0xffffu;
 #if defined(__AVX512F__)

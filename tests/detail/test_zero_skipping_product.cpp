@@ -1,7 +1,7 @@
-// Tests for include/stoch/core/zero_skipping_product.hpp: the non-zero rows listed column by column, and the
+// Tests for include/stoch/detail/zero_skipping_product.hpp: the non-zero rows listed column by column, and the
 // product over them equal to the dense W x + b for every block shape (1 to 4 packets and more, with and
 // without a partial last packet), every density, float and double.
-#include "stoch/core/zero_skipping_product.hpp"
+#include "stoch/detail/zero_skipping_product.hpp"
 
 #include <cmath>
 #include <limits>

@@ -1,3 +1,5 @@
+// not part of the public API; included by stoch/layers/linear.hpp and stoch/detail/active_set.hpp.
+//
 // stoch — y = W x + b reading only the columns of W at the non-zero entries of x: the product of a layer
 // whose input is mostly zeros, such as the output of a gated layer (Sec. 5: a closed unit outputs 0, so the
 // next layer needs none of its outgoing weights either).
@@ -8,7 +10,7 @@
 #include <limits>
 #include <vector>
 
-#include "stoch/core/bit_sets.hpp"
+#include "stoch/detail/bit_sets.hpp"
 #include "stoch/core/matrix.hpp"
 
 // Eigen's packet traits take SIMD types as template arguments, whose alignment attributes GCC warns about

@@ -1,6 +1,6 @@
-// Tests for include/stoch/core/bit_sets.hpp: a mask becomes the increasing list of its set bits, every 16-bit
+// Tests for include/stoch/detail/bit_sets.hpp: a mask becomes the increasing list of its set bits, every 16-bit
 // mask checked, and nothing is written past the documented slack.
-#include "stoch/core/bit_sets.hpp"
+#include "stoch/detail/bit_sets.hpp"
 
 #include <algorithm>
 #include <array>
