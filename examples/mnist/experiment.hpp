@@ -59,8 +59,6 @@ struct Settings {
   double momentum_st = 0.7;
   /// App. A.4: ST worked best without the sigmoid's derivative; true selects the variant with it.
   bool st_sigmoid_derivative = false;
-  /// Straight-through: pass the KL penalty's gradient on p to a unchanged (no sigm'(a)), like dL/dh.
-  bool st_kl_straight_through = false;
   /// Straight-through: App. A.2's Beta noise on the sigmoid's input with this beta (> 1); 0: none (the paper's).
   double st_beta_noise = 0;
   double kl_strength = 0;         ///< lambda of Eq. 14 (sigmoid gates); 0: the variant's default

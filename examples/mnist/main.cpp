@@ -155,8 +155,6 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 0.999))->capture_default_str();
   app.add_flag("--st-sigmoid-derivative", settings.st_sigmoid_derivative,
                "straight-through: multiply dL/dh by sigm'(a) (App. A.4 found it worse)");
-  app.add_flag("--st-kl-straight-through", settings.st_kl_straight_through,
-               "straight-through: pass the KL penalty's gradient on p to a without sigm'(a), like dL/dh");
   app.add_option("--st-beta-noise", settings.st_beta_noise,
                  "straight-through: App. A.2's Beta noise on the sigmoid's input, with this beta (> 1; STS uses "
                  "40.1); 0: none, as in the paper")

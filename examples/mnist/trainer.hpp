@@ -460,9 +460,7 @@ class Trainer {
   std::uint64_t settings_hash() const {
     std::string text = std::to_string(s_.target_density) + "|" + std::to_string(s_.eval_batch);
     for (const auto& [k, v] : config_.settings) text += "|" + k + "=" + v;
-    std::uint64_t h = 0xcbf29ce484222325ULL;
-    for (const unsigned char c : text) h = (h ^ c) * 0x100000001b3ULL;
-    return h >> 1;
+    return stoch::fnv1a64(text) >> 1;
   }
 
   using Field = std::pair<const char*, double EpochRecord::*>;

@@ -162,14 +162,12 @@ TrainedVariant run_variant(const VariantSpec& spec, const Settings& s, const sto
       config.input_dropout = s.st_input_dropout;
       config.settings.push_back({"estimator", s.st_sigmoid_derivative ? "dL/da = dL/dh sigm'(a)"
                                                                       : "dL/da = dL/dh (no sigmoid derivative)"});
-      config.settings.push_back({"kl_gradient", s.st_kl_straight_through ? "on p, passed to a unchanged"
-                                                                         : "exact (through sigm'(a))"});
+      config.settings.push_back({"kl_gradient", "exact (through sigm'(a))"});
       if (beta) config.settings.push_back({"beta_noise", "beta " + str(s.st_beta_noise) + ", mode at the target"});
       return train(spec, s, std::move(config),
                    stoch::StraightThrough<T>(kUnits,
                                              {.sigmoid_derivative = s.st_sigmoid_derivative,
                                               .kl = sparsity,
-                                              .kl_straight_through = s.st_kl_straight_through,
                                               .beta_noise = beta},
                                              "gate"),
                    data, progress);

@@ -25,6 +25,7 @@
 #include "stoch/gates/straight_through.hpp"
 #include "stoch/gates/threshold.hpp"
 #include "stoch/graph/sequential.hpp"
+#include "stoch/io/checksum.hpp"
 #include "stoch/io/serialization.hpp"
 #include "stoch/layers/dropout.hpp"
 #include "stoch/layers/layer.hpp"

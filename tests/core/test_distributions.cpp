@@ -177,26 +177,6 @@ TEMPLATE_TEST_CASE("Beta moments, for the STS gate's shapes and for shapes below
   }
 }
 
-TEMPLATE_TEST_CASE("Bernoulli with active indices lists exactly the ones, column by column", "[distributions]",
-                   float, double) {
-  using T = TestType;
-  Generator a(7), b(7);
-  const Matrix<T> p = Matrix<T>::Constant(33, 5, T(0.2));
-  Matrix<T> plain(33, 5), mask(33, 5);
-  ActiveIndices active;
-  fill_bernoulli<T>(a, p, plain);
-  fill_bernoulli<T>(b, p, mask, active);
-  CHECK(mask == plain);
-  REQUIRE(active.starts.size() == 6);
-  CHECK(static_cast<Index>(active.rows.size()) == static_cast<Index>(mask.sum()));
-  Matrix<T> rebuilt = Matrix<T>::Zero(33, 5);
-  for (Index j = 0; j < 5; ++j) {
-    CHECK(active.count(j) == static_cast<Index>(mask.col(j).sum()));
-    for (Index k = active.starts[j]; k < active.starts[j + 1]; ++k) rebuilt(active.rows[k], j) = T(1);
-  }
-  CHECK(rebuilt == mask);
-}
-
 TEMPLATE_TEST_CASE("The vectorisable sin/cos of 2 pi t matches std::sin/std::cos", "[distributions]", float, double) {
   using T = TestType;
   const double tolerance = std::is_same_v<T, float> ? 1e-6 : 1e-15;

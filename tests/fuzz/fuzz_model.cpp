@@ -52,7 +52,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   try_both(bytes);
   if (size >= 8) {
     std::vector<std::uint8_t> fixed(data, data + size);
-    const std::uint64_t checksum = stoch::internal::fnv1a64(bytes.first(size - 8));
+    const std::uint64_t checksum = stoch::fnv1a64(bytes.first(size - 8));
     for (int i = 0; i < 8; ++i) fixed[size - 8 + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(checksum >> (8 * i));
     try_both(fixed);
   }

@@ -1,8 +1,8 @@
 # cmake -DMNIST=<binary> -DOUT=<dir> -P check_variant_settings.cmake
 # The per-variant hyper-parameters reach the variant they name and no other: a straight-through max-norm of 3
 # and a gate initial norm of 2.5 on the command line must appear in straight-through's settings, while SBN keeps
-# its own default max-norm (4) and takes the shared gate initial norm (1.5); `--st-kl-straight-through` must
-# reach straight-through's KL gradient; straight-through's default momentum (0.7) must not reach SBN (0, App. A.4:
+# its own default max-norm (4) and takes the shared gate initial norm (1.5); straight-through names its KL
+# gradient (the exact one); straight-through's default momentum (0.7) must not reach SBN (0, App. A.4:
 # momentum hurt SBN), nor SBN's default KL strength (0.03) straight-through (0.003). `--weight-decay` reaches both;
 # `--input-dropout` reaches SBN and `--st-input-dropout` straight-through;
 # `--st-beta-noise` reaches straight-through only, with its gate bias moved by the noise mean (so that p starts at
@@ -15,7 +15,7 @@ if(NOT mnist_status EQUAL 2 OR NOT mnist_output MATCHES "--st-beta-noise must be
 endif()
 run_mnist_expecting_success(--variants straight-through,sbn --epochs 1 --train-limit 640 --eval-samples 1
                             --timing-repeats 1 --threads 1 --st-max-norm 3 --gate-init-norm 1.5
-                            --st-gate-init-norm 2.5 --st-kl-straight-through --weight-decay 0.0001
+                            --st-gate-init-norm 2.5 --weight-decay 0.0001
                             --st-beta-noise 40.1 --input-dropout 0.2 --st-input-dropout 0.1)
 file(READ ${OUT}/results.json json)
 string(JSON count LENGTH "${json}" variants)
@@ -48,8 +48,8 @@ foreach(i RANGE ${last})
     set(expected_momentum 0.7)
     set(expected_sparsity "KL (Eq. 14), lambda 0.003")
     string(JSON kl_gradient GET "${json}" variants ${i} settings kl_gradient)
-    if(NOT kl_gradient STREQUAL "on p, passed to a unchanged")
-      message(FATAL_ERROR "straight-through: kl_gradient '${kl_gradient}' (expected the straight-through one)")
+    if(NOT kl_gradient STREQUAL "exact (through sigm'(a))")
+      message(FATAL_ERROR "straight-through: kl_gradient '${kl_gradient}' (expected the exact one)")
     endif()
     # logit(0.1) - E[noise] = -2.1972 + 2.5838 (beta 40.1, App. A.2)
     if(NOT beta_noise STREQUAL "beta 40.1, mode at the target" OR NOT bias MATCHES "^0\\.386")

@@ -266,37 +266,6 @@ void fill_bernoulli(Generator& rng, T p, MatrixRef<T> out) {
   internal::bernoulli_raw<T, 0>(rng, &p, out.data(), out.size());
 }
 
-/// The ones of a 0/1 matrix in compressed-column form: the ones of column j are at rows
-/// rows[starts[j] .. starts[j + 1]), increasing. The vectors keep their capacity between calls, so a
-/// steady batch size allocates nothing.
-struct ActiveIndices {
-  std::vector<Index> starts;  // cols + 1 entries
-  std::vector<Index> rows;    // one entry per one
-  Index count(Index col) const { return starts[static_cast<std::size_t>(col) + 1] - starts[static_cast<std::size_t>(col)]; }
-};
-
-/// Bernoulli(p) mask as fill_bernoulli (same words, same bits), plus the positions of its ones, built in
-/// the same pass (branch-free append), for kernels that skip the zeros (conditional computation, Sec. 5).
-template <class T>
-void fill_bernoulli(Generator& rng, const MatrixCRef<T>& p, MatrixRef<T> out, ActiveIndices& active) {
-  fill_bernoulli<T>(rng, p, out);
-  const Index rows = out.rows(), cols = out.cols();
-  active.starts.resize(static_cast<std::size_t>(cols) + 1);
-  if (active.rows.size() < static_cast<std::size_t>(out.size())) active.rows.resize(static_cast<std::size_t>(out.size()));
-  Index* list = active.rows.data();
-  Index n = 0;
-  for (Index j = 0; j < cols; ++j) {
-    active.starts[static_cast<std::size_t>(j)] = n;
-    const T* column = out.data() + j * rows;
-    for (Index i = 0; i < rows; ++i) {
-      list[n] = i;
-      n += column[i] != T(0);
-    }
-  }
-  active.starts[static_cast<std::size_t>(cols)] = n;
-  active.rows.resize(static_cast<std::size_t>(n));
-}
-
 namespace internal {
 
 /// Marsaglia & Tsang (2000) Gamma(shape, 1), one attempt, in log space: from a standard normal x and

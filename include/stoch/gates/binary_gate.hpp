@@ -108,10 +108,6 @@ class GateBase : public Elementwise<Derived, T> {
   void add_kl_gradient(const Matrix<T>& p, Matrix<T>& da) const {
     if (kl_) kl_->add_gradient_wrt_pre_activation(p, da);
   }
-  /// Adds d(Eq. 14)/dp to da, i.e. the penalty's gradient taken straight through the sigmoid (dp/da := 1).
-  void add_kl_gradient_straight_through(const Matrix<T>& p, Matrix<T>& da) const {
-    if (kl_) kl_->add_gradient_wrt_activation(p, da);
-  }
   /// p = sigm(a + noise) (`units x batch`): noise = k x, x ~ Beta(alpha, beta) drawn from `rng` with Beta
   /// noise (App. A.2), no noise and no draw without it.
   void sigmoid_with_noise(const MatrixCRef<T>& a, Generator& rng, Matrix<T>& p) const {

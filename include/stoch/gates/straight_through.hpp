@@ -14,13 +14,8 @@ template <class T>
 struct StraightThroughOptions {
   /// false: dL/da = dL/dh (Eq. 13, the paper's best, App. A.4); true: the variant dL/dh * sigm'(a).
   bool sigmoid_derivative = false;
-  std::optional<KlSparsity<T>> kl = std::nullopt;  ///< Eq. 14 on p = sigm(a); off when empty
-  /// false: the KL penalty's exact gradient on a, with sigm'(a) = p (1 - p); true: its gradient on p passed
-  /// to a unchanged, the way Eq. 13 passes dL/dh (each of the unit's batch entries gets the same push, so
-  /// saturated probabilities feel the penalty as much as indecisive ones; App. A.2's concern). Beware: the
-  /// gradient on p grows like lambda s / pbar as a unit's batch mean pbar falls, and nothing damps it any
-  /// more: in the MNIST example it drove most units dead or always on, for every lambda tried (its README).
-  bool kl_straight_through = false;
+  /// Eq. 14 on p = sigm(a), its exact gradient on a (with sigm'(a) = p (1 - p)); off when empty.
+  std::optional<KlSparsity<T>> kl = std::nullopt;
   /// App. A.2's Beta noise on the sigmoid's input (off when empty). The paper did not add noise to ST, whose
   /// sigmoids it found decisive already; it is here to test that where they are not (the MNIST README).
   std::optional<BetaNoise<T>> beta_noise = std::nullopt;
@@ -28,9 +23,8 @@ struct StraightThroughOptions {
 
 /// h = 1[u < p], p = sigm(a + noise), on pre-activations `a` (`units x batch`) (Eq. 3 with its erratum fixed;
 /// noise = 0 unless `beta_noise` is set, App. A.2).
-/// Backward: dL/da = dL/dh (or dL/dh * p (1 - p)), plus the KL penalty's gradient when configured (exact, or
-/// also straight through the sigmoid with `kl_straight_through`): a biased estimator, back-propagating
-/// through the threshold as if it were the identity.
+/// Backward: dL/da = dL/dh (or dL/dh * p (1 - p)), plus the KL penalty's exact gradient when configured: a
+/// biased estimator, back-propagating through the threshold as if it were the identity.
 /// Evaluation: h = 1[p > t] with p = sigm(a + E[noise]), t calibratable (default 0.5). Saved state:
 /// "<name>.threshold".
 template <class T>
@@ -53,10 +47,7 @@ class StraightThrough : public internal::SigmoidBernoulliGate<StraightThrough<T>
       da.array() = dh.array() * p.array() * (T(1) - p.array());
     else
       da = dh;
-    if (options_.kl_straight_through)
-      this->add_kl_gradient_straight_through(p, da);
-    else
-      this->add_kl_gradient(p, da);
+    this->add_kl_gradient(p, da);
   }
 
   const StraightThroughOptions<T>& options() const { return options_; }

@@ -28,13 +28,15 @@ inline void check_fraction(const char* what, double fraction) {
     fail(std::string(what) + ": target_fraction must be in [0, 1], got " + std::to_string(fraction));
 }
 
-/// Among the achievable counts of scores strictly above a threshold, the one closest to `goal`; on a tie
-/// the smaller count (the sparser, cheaper gate). `count_above(j)` must be non-increasing in j = 0..last.
-template <class CountAbove>
-std::int64_t closest_index(std::int64_t last, double goal, CountAbove count_above) {
+/// Among the candidate thresholds j = 0..last that are `achievable(j)`, the one whose count of scores
+/// strictly above, `count_above(j)`, is closest to `goal`; on a tie the smaller count (the sparser, cheaper
+/// gate). `count_above(j)` must be non-increasing in j; at least one j must be achievable (else 0).
+template <class CountAbove, class Achievable>
+std::int64_t closest_index(std::int64_t last, double goal, CountAbove count_above, Achievable achievable) {
   std::int64_t best = 0;
   double best_distance = std::numeric_limits<double>::infinity();
   for (std::int64_t j = 0; j <= last; ++j) {
+    if (!achievable(j)) continue;
     const double distance = std::abs(static_cast<double>(count_above(j)) - goal);
     if (distance <= best_distance) {  // later j = fewer above: ties go to the sparser choice
       best_distance = distance;
@@ -62,19 +64,14 @@ T calibrate_threshold(std::span<const T> scores, T target_fraction) {
   std::sort(sorted.begin(), sorted.end(), std::greater<T>());
   const auto n = static_cast<std::int64_t>(sorted.size());
   const double goal = static_cast<double>(target_fraction) * static_cast<double>(n);
-  // Candidate c = number of scores above t: achievable iff c is 0, n, or splits two different values.
-  // Scanned upwards with a strict `<`, so a tie in distance keeps the smaller count.
-  const auto achievable = [&](std::int64_t c) { return c == 0 || c == n || sorted[c - 1] > sorted[c]; };
-  std::int64_t best = 0;
-  double best_distance = goal;
-  for (std::int64_t c = 1; c <= n; ++c) {
-    if (!achievable(c)) continue;
-    const double distance = std::abs(static_cast<double>(c) - goal);
-    if (distance < best_distance) {
-      best_distance = distance;
-      best = c;
-    }
-  }
+  // Candidate j keeps c = n - j scores above t (so c falls as j grows): achievable iff c is 0, n, or splits
+  // two different values.
+  const std::int64_t best = n - internal::closest_index(
+                                    n, goal, [&](std::int64_t j) { return n - j; },
+                                    [&](std::int64_t j) {
+                                      const std::int64_t c = n - j;
+                                      return c == 0 || c == n || sorted[c - 1] > sorted[c];
+                                    });
   if (best == 0) return sorted[0];
   if (best == n) return std::nextafter(sorted[n - 1], -std::numeric_limits<T>::infinity());
   const T above = sorted[best - 1], below = sorted[best];
@@ -139,7 +136,8 @@ class ScoreHistogram {
     }
     const double goal = static_cast<double>(target_fraction) * static_cast<double>(total_);
     const std::int64_t edge = internal::closest_index(
-        n_bins, goal, [&](std::int64_t j) { return above[static_cast<std::size_t>(j)]; });
+        n_bins, goal, [&](std::int64_t j) { return above[static_cast<std::size_t>(j)]; },
+        [](std::int64_t) { return true; });
     return edge_value(edge);
   }
 

@@ -49,6 +49,7 @@
 #include "stoch/core/error.hpp"
 #include "stoch/core/matrix.hpp"
 #include "stoch/core/parameter.hpp"
+#include "stoch/io/checksum.hpp"
 
 namespace stoch {
 
@@ -83,12 +84,6 @@ inline constexpr std::uint32_t kModelFormatVersion = 1;
 namespace internal {
 
 inline constexpr std::uint32_t kVelocityFlag = 1;
-
-inline std::uint64_t fnv1a64(std::span<const std::uint8_t> bytes) {
-  std::uint64_t h = 0xcbf29ce484222325ULL;
-  for (std::uint8_t b : bytes) h = (h ^ b) * 0x100000001b3ULL;
-  return h;
-}
 
 inline const char* scalar_name(std::uint32_t size) { return size == 4 ? "float" : size == 8 ? "double" : "?"; }
 
@@ -430,7 +425,7 @@ std::vector<std::uint8_t> serialize_model(const ParameterList<T>& params, const 
       out.matrix(sized ? p->velocity : Matrix<T>());  // never-stepped (or non-trainable): 0 x 0
     }
   }
-  out.integer(internal::fnv1a64(bytes));
+  out.integer(fnv1a64(bytes));
   return bytes;
 }
 
