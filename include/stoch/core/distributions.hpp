@@ -379,7 +379,7 @@ void fill_beta_impl(Generator& rng, T* out, Index n, const GammaParams& ga, cons
 /// Each element owns 4 uniforms (6 if a shape is below 1; a uniform is 1 word in float, 2 in double),
 /// laid out component-major inside aligned blocks of 16 elements, and every element's first attempt is
 /// computed vectorised. The few rejected gammas (about 1.5% of elements for alpha = 5.3, beta = 40.1)
-/// are retried from words bound to the element's position under another Philox key
+/// are drawn again from words bound to the element's position under another Philox key
 /// (internal::beta_retry). Hence Beta has the same guarantees as the other samplers: fixed words per
 /// element, and the result does not depend on how a fill is split.
 template <class T>

@@ -65,9 +65,8 @@ void check_non_negative(const char* what, T value) {
 
 /// Whether every entry of `m` is finite, in one vectorised pass: x * 0 is 0 for a finite x and NaN for an
 /// Inf or a NaN, so the sum of the products is 0 exactly when all are finite. Eigen's allFinite() tests
-/// entry by entry with an early exit that does not vectorise: BM_FiniteCheck measured it 6.3-6.9x slower on
-/// the MNIST network's inputs (40 against 6.4 us for 2000 x 32 floats, AVX-512 Xeon). Like std::isfinite,
-/// meaningless under -ffinite-math-only.
+/// entry by entry with an early exit that does not vectorise (docs/performance-notes.md#finite-check).
+/// Like std::isfinite, meaningless under -ffinite-math-only.
 template <class Derived>
 bool all_finite(const Eigen::DenseBase<Derived>& m) {
   using T = typename Derived::Scalar;

@@ -30,8 +30,8 @@ auto sigmoid(const Eigen::ArrayBase<Derived>& a) {
 }
 
 /// 1[a > threshold] coefficient-wise (0 for NaN), in a's scalar type. Eigen 3.4 converts a comparison's bools to
-/// float or double one coefficient at a time (37 us at 2000 x 32 floats); a select between constants vectorises
-/// (2.8 us), and gives the same 0s and 1s.
+/// float or double one coefficient at a time; a select between constants vectorises, and gives the same 0s and
+/// 1s. Why: docs/performance-notes.md#indicator-select.
 template <class Derived>
 auto indicator_above(const Eigen::ArrayBase<Derived>& a, typename Derived::Scalar threshold) {
   using Scalar = typename Derived::Scalar;
@@ -144,8 +144,7 @@ namespace internal {
 /// Appends to `positions` the indices first + i (i < count <= 16) of the scores values[i] > threshold, increasing;
 /// returns how many (internal::append_set_lanes: 16 entries of slack). The scores past `count` are not read (a
 /// masked load with AVX-512). The compare is one vector instruction with AVX-512, a loop that compilers vectorise
-/// elsewhere; a scalar compare-and-append took 2.2 cycles per score at 2000 x 32 with 10% open, a third of the
-/// noisy rectifier's whole evaluation forward then.
+/// elsewhere, instead of a scalar compare-and-append per score (docs/performance-notes.md#packet-erfc).
 inline std::int32_t append_above(const float* values, std::int32_t first, std::int32_t count, float threshold,
                                  std::int32_t* positions) noexcept {
 #if defined(__AVX512F__)
@@ -165,8 +164,8 @@ inline std::int32_t append_above(const float* values, std::int32_t first, std::i
 /// h = expected_rectified_gaussian(mu, sigma) where mu > threshold, 0 elsewhere (NaN included); h takes mu's shape.
 /// float: the open entries are gathered and computed by packets of doubles (internal::perfc_nonnegative, relative
 /// error near 1e-12 before the rounding to float, so within one float ulp of the exact value), instead of one
-/// std::erfc and one std::exp per open entry (the scalar erfcf alone takes 3-11 ns, by argument). double: the
-/// scalar function, whose std::erfc is more accurate than the packet form.
+/// std::erfc and one std::exp per open entry (docs/performance-notes.md#packet-erfc). double: the scalar
+/// function, whose std::erfc is more accurate than the packet form.
 template <std::floating_point T>
 void thresholded_expected_rectified_gaussian(const Matrix<T>& mu, T threshold, T sigma, Matrix<T>& h,
                                              ExpectedOutputScratch& scratch) {

@@ -152,7 +152,7 @@ inline void backward_block(const T* w, T* g, const T* const* partners, T* const*
     prefetch(ahead + j);
     if constexpr (kFixedGradient) prefetch_for_write(ahead_g + j);
     if constexpr (kFixedGradient) {
-      // Two chains for g (even and odd k): one chain of K dependent FMAs per packet was latency-bound.
+      // Two chains for g (even and odd k): one chain of K dependent FMAs per packet would be latency-bound.
       P gp[2] = {Eigen::internal::ploadu<P>(g + j), Eigen::internal::pset1<P>(T(0))};
       STOCH_UNROLL
       for (int k = 0; k < K; ++k)

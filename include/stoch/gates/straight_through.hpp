@@ -17,7 +17,7 @@ struct StraightThroughOptions {
   /// Eq. 14 on p = sigm(a), its exact gradient on a (with sigm'(a) = p (1 - p)); off when empty.
   std::optional<KlSparsity<T>> kl = std::nullopt;
   /// App. A.2's Beta noise on the sigmoid's input (off when empty). The paper did not add noise to ST, whose
-  /// sigmoids it found decisive already; it is here to test that where they are not (the MNIST README).
+  /// sigmoids it found decisive already; it is here to test that where they are not (examples/mnist/CHOICES.md).
   std::optional<BetaNoise<T>> beta_noise = std::nullopt;
 };
 

@@ -96,11 +96,9 @@ class Linear {
   /// dense product's up to rounding (the sums run in another order); backward is unchanged.
   void set_zero_skipping(ZeroSkipping when) noexcept { zero_skipping_ = when; }
   ZeroSkipping zero_skipping() const noexcept { return zero_skipping_; }
-  /// Fraction of non-zero inputs up to which forward skips the zeros (when asked to). Measured with
-  /// bench/linear.cpp (BM_LinearForward, float, one thread, AMD EPYC, Zen 5): the MNIST output layer
-  /// (10 x 2000, batch 32) takes 13-14 us skipping at 5 % non-zero inputs and 17-19 us at 10 %, against
-  /// 23-26 us dense, but 28 us at 25 % (a 400 x 784 layer: 37-40 us against 143-154 us at 10 %, 89 against
-  /// 141 at 25 %).
+  /// Fraction of non-zero inputs up to which forward skips the zeros (when asked to): below the density
+  /// where the skipping product stops beating the dense one for the MNIST network's layers.
+  /// Why this value: docs/performance-notes.md#zero-skipping-crossover.
   static constexpr double kZeroSkippingCrossover = 0.15;
 
   ParameterList<T> parameters() { return {&weight_, &bias_}; }
