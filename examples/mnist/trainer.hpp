@@ -206,8 +206,9 @@ class Trainer {
         xb_.col(j) = data_.train.images.col(example);
         yb_[static_cast<std::size_t>(j)] = data_.train.labels[static_cast<std::size_t>(example)];
       }
-      // A non-finite loss (the loss layer refuses it) stops training here, naming the epoch and the batch;
-      // checkpoints are written only after a whole epoch, so the last good one stays intact.
+      // A NaN or Inf (refused by a gate as a pre-activation, by the loss layer as a loss) stops training
+      // here, naming the epoch and the batch; checkpoints are written only after a whole epoch, so the last
+      // good one stays intact.
       T loss;
       try {
         loss = loss_.forward(net_.forward(xb_, ctx), yb_, ctx);
@@ -218,9 +219,15 @@ class Trainer {
       if constexpr (requires(const G& g) { g.sparsity_penalty(); }) penalty_sum += gate().sparsity_penalty();
       density_sum += layer().density();
       units_sum += layer().active_unit_fraction();
-      net_.backward(loss_.backward(), ctx);
-      sgd_.step();
-      if (average_) average_->update();
+      // A NaN or Inf in the gradients (Sgd refuses to step into it) stops training the same way.
+      try {
+        net_.backward(loss_.backward(), ctx);
+        sgd_.step();
+        if (average_) average_->update();
+      } catch (const stoch::Error& e) {
+        throw stoch::Error("training stopped at epoch " + std::to_string(r.epoch) + ", batch " +
+                           std::to_string(b + 1) + " of " + std::to_string(batches) + ": " + e.what());
+      }
       loss_sum += loss;
       const auto now = Clock::now();
       if (now - last_status > std::chrono::milliseconds(500)) {
