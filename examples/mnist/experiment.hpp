@@ -41,20 +41,20 @@ struct Settings {
   double learning_rate_decay = 1; ///< rate of epoch e = learning_rate * decay^(e - 1); 1: constant
   /// Evaluate (validate, early-stop, test) the moving average of the parameters, with this decay per step
   /// (stoch::ParameterAverage: a window of about 5,000 steps, 3 epochs); 0: the last iterate, as the paper.
-  /// Chosen on straight-through's validation error (README.md, "Choices"); training itself is unchanged.
+  /// Chosen on straight-through's validation error (CHOICES.md); training itself is unchanged.
   double average_decay = 0.9998;
   /// The average samples the parameters every this many steps (the cost of averaging divided by it).
   int average_every = 16;
   /// SBN gater: App. A.4 gives 0.001 ("100 times smaller"); 0.03 was chosen on the validation set
-  /// (README.md, "Choices"), because with 0.001 the gater barely learns in the epoch budget.
+  /// (CHOICES.md), because with 0.001 the gater barely learns in the epoch budget.
   double sbn_gater_learning_rate = 0.03;
   /// Straight-through gater: App. A.4 gives 0.1 ("a learning rate of 0.1 throughout the architecture");
-  /// 0.03 was chosen on the validation set (README.md, "Choices"): with 0.1 the gater's validation error
+  /// 0.03 was chosen on the validation set (CHOICES.md): with 0.1 the gater's validation error
   /// swings by up to 0.8 points from epoch to epoch and stops improving after epoch 19.
   double st_gater_learning_rate = 0.03;
   double momentum_sts = 0.5;      ///< App. A.4: "We use momentum for STS" (value not given)
   /// App. A.4: momentum has "little to no effect" on straight-through. 0.7 was chosen on the validation set
-  /// (README.md, "Choices"): paired with the same seeds, it lowered the mean validation error of epochs
+  /// (CHOICES.md): paired with the same seeds, it lowered the mean validation error of epochs
   /// 21-50 and 51-100 for each of three seeds. `--st-momentum 0` restores the paper's plain SGD.
   double momentum_st = 0.7;
   /// App. A.4: ST worked best without the sigmoid's derivative; true selects the variant with it.
@@ -65,7 +65,7 @@ struct Settings {
   double target_density = 0.1;    ///< App. A.1
   double firing_rate = 0;         ///< Sec. 2.1 firing-rate control of the rectifiers' offsets (0: off)
   /// App. A.4: a maximum norm of 2 on every unit's incoming weights "works best in most cases"; the ST
-  /// and SBN variants use their own bound, chosen on the validation set (README.md, "Choices").
+  /// and SBN variants use their own bound, chosen on the validation set (CHOICES.md).
   double max_norm = 2.0;
   double st_max_norm = 4.0;
   double sbn_max_norm = 4.0;
@@ -74,13 +74,13 @@ struct Settings {
   /// Dropout of the input pixels in training (Hinton et al., 2012; not in the paper), every variant but
   /// straight-through; 0: none.
   double input_dropout = 0.0;
-  /// Straight-through's own input dropout, chosen on the validation set (README.md, "Choices"): paired with
+  /// Straight-through's own input dropout, chosen on the validation set (CHOICES.md): paired with
   /// the same seeds, 0.2 lowered the mean validation error of epochs 21-50 and 51-100 for each of three seeds.
   double st_input_dropout = 0.2;
   /// The gate layer's initial weights, for every variant but straight-through: every unit's incoming weights
-  /// (Glorot-uniform direction) rescaled to this norm (README.md, "Choices"); 0 keeps the Glorot-uniform draw.
+  /// (Glorot-uniform direction) rescaled to this norm (CHOICES.md); 0 keeps the Glorot-uniform draw.
   double gate_init_norm = 2.0;
-  /// Straight-through's own initial gate norm, chosen on validation (README.md, "Choices"): rows of norm 4
+  /// Straight-through's own initial gate norm, chosen on validation (CHOICES.md): rows of norm 4
   /// spread its gate pre-activations wider, and its gates end up more decisive (App. A.2) than with 2.
   double st_gate_init_norm = 4.0;
   int eval_samples = 10;          ///< K of the "mean over K samples" test-time rule
