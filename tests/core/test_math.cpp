@@ -1,8 +1,8 @@
 // Tests for include/stoch/core/math.hpp: the scalar and array sigmoids agree and are stable at large
 // inputs; softplus and logit against their definitions; the noisy rectifier's expected outputs (Sec. 2.1,
-// Proposition 1(b)) against numerical integration of E[max(0, mu + z)]; the packet erfc and the thresholded
-// evaluation output built on it against long-double references; append_above (the scores above a threshold
-// among the first `count`, never read past them) and indicator_above (1[a > t], 0 at t and for NaN).
+// Proposition 1(b)) against numerical integration of E[max(0, mu + z)]; the thresholded evaluation output
+// against long-double references; and indicator_above (1[a > t], 0 at t and for NaN). The packet erfc and
+// append_above under it: tests/detail/test_packet_math.cpp.
 #include "stoch/core/math.hpp"
 
 #include <algorithm>
@@ -28,16 +28,6 @@ double simpson(const std::function<double(double)>& f, double lo, double hi, int
 }
 
 constexpr double kPi = 3.14159265358979323846;
-
-using DoublePacket = Eigen::internal::packet_traits<double>::type;
-/// internal::perfc_nonnegative at one z (in every lane of one packet; the first lane returned).
-double packet_erfc(double z) {
-  DoublePacket packet[1] = {Eigen::internal::pset1<DoublePacket>(z)};
-  internal::perfc_nonnegative(packet);
-  double lanes[Eigen::internal::packet_traits<double>::size];
-  Eigen::internal::pstoreu(lanes, packet[0]);
-  return lanes[0];
-}
 
 /// E[max(0, mu + z)], z ~ N(0, sigma^2), in long double.
 long double exact_expected_rectified_gaussian(long double mu, long double sigma) {
@@ -109,18 +99,6 @@ TEST_CASE("expected_rectified_logistic is s softplus(mu / s) = E[max(0, mu + z)]
   CHECK(expected_rectified_logistic(-0.8, 0.0) == 0.0);
 }
 
-TEST_CASE("the packet erfc is erfc on [0, infinity] to 1e-12 relative", "[math]") {
-  // scripts/erfc-chebyshev measures 4.1e-13 for the 20-term formula; the packet exp adds about 1e-14 at z = 10.
-  double worst = 0;
-  for (int i = 0; i <= 1280; ++i) {
-    const double z = i / 128.0;
-    worst = std::max(worst, std::abs(packet_erfc(z) - std::erfc(z)) / std::erfc(z));
-  }
-  CHECK(worst < 1e-12);
-  CHECK(packet_erfc(std::numeric_limits<double>::infinity()) == 0.0);
-  CHECK(packet_erfc(40.0) == Approx(0.0).margin(1e-300));
-}
-
 TEST_CASE("thresholded_expected_rectified_gaussian in float is within one ulp of the exact value", "[math]") {
   // Every packet length and position: 1,281 scores per sigma, all open (threshold below them all).
   for (const float sigma : {0.25f, 1.0f, 3.5f}) {
@@ -162,23 +140,6 @@ TEMPLATE_TEST_CASE("thresholded_expected_rectified_gaussian: closed entries are 
         CHECK(h.data()[k] == Approx(expected_rectified_gaussian(static_cast<double>(m), 1.5)).epsilon(1e-6));
       }
     }
-  }
-}
-
-TEST_CASE("append_above lists the scores above the threshold among the first `count`, never past them", "[math]") {
-  // Past `count` every score is above the threshold: a read past the count would list it.
-  std::vector<float> scores(16, 5.0f);
-  scores[2] = -1.0f;                                        // at the threshold: closed
-  scores[4] = std::numeric_limits<float>::quiet_NaN();      // NaN: closed
-  for (std::int32_t count = 1; count <= 16; ++count) {
-    std::vector<std::int32_t> positions(16 + internal::kLaneSlack, -7);
-    const std::int32_t open = internal::append_above(scores.data(), 100, count, -1.0f, positions.data());
-    std::vector<std::int32_t> expected;
-    for (std::int32_t i = 0; i < count; ++i)
-      if (i != 2 && i != 4) expected.push_back(100 + i);
-    INFO("count " << count);
-    REQUIRE(open == static_cast<std::int32_t>(expected.size()));
-    CHECK(std::equal(expected.begin(), expected.end(), positions.begin()));
   }
 }
 

@@ -16,8 +16,8 @@
 namespace stoch::internal {
 
 /// Density of open gates up to which ExpertPath::automatic takes the sparse kernels: below the slowest
-/// measured crossover of the benchmarked shapes, so that the automatic choice never takes the sparse path
-/// where it is slower. GatedLayer::set_crossover overrides it for another machine.
+/// crossover of the benchmarked shapes, so that the automatic choice never takes the sparse path where it
+/// is the slower one. GatedLayer::set_crossover overrides it for another machine.
 /// Why this value: docs/performance-notes.md#sparse-crossover.
 inline constexpr double kDefaultSparseCrossover = 0.35;
 
