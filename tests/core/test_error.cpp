@@ -78,3 +78,34 @@ TEST_CASE("the range checks refuse the boundary and NaN, naming the value", "[er
     REQUIRE_THROWS_WITH(internal::check_non_negative("lambda", bad), Catch::Matchers::StartsWith("lambda must be >= 0, got"));
   CHECK_NOTHROW(internal::check_non_negative("lambda", 0.0));
 }
+
+TEST_CASE("where() gives every layer's message prefix: Class::method ('instance')", "[error]") {
+  CHECK(internal::where("Linear", "backward", "gater.hidden") == "Linear::backward ('gater.hidden')");
+  CHECK(internal::where("Tanh", "forward") == "Tanh::forward");
+  CHECK(internal::where("GatedLayer", "", "layer1") == "GatedLayer ('layer1')");
+  CHECK(internal::where("Dropout", "") == "Dropout");
+}
+
+TEST_CASE("TrainingForward lets backward run only after a completed training forward", "[error]") {
+  internal::TrainingForward state;
+  const char* message = "Tanh::backward: needs a forward in Mode::train first (call forward with a training Context)";
+  REQUIRE_THROWS_WITH(state.require("Tanh::backward"), message);  // no forward yet
+  state.forget();
+  state.remember(true);
+  CHECK_NOTHROW(state.require("Tanh::backward"));
+  CHECK_NOTHROW(state.require("Tanh::backward"));  // backward may be repeated
+  state.forget();  // a forward that starts, then throws
+  REQUIRE_THROWS_WITH(state.require("Tanh::backward"), message);
+  state.remember(false);  // an evaluation forward
+  REQUIRE_THROWS_WITH(state.require("Tanh::backward"), message);
+}
+
+TEST_CASE("check_finite names the kind of value and adds the hint", "[error]") {
+  Matrix<float> a = Matrix<float>::Zero(3, 2);
+  a(1, 1) = std::numeric_limits<float>::infinity();
+  REQUIRE_THROWS_WITH(internal::check_finite("Gate::forward", a, "pre-activation", "a diverged weight upstream?"),
+                      "Gate::forward: non-finite pre-activation inf (NaN or Inf) at feature 1 of example 1: a "
+                      "diverged weight upstream?");
+  REQUIRE_THROWS_WITH(internal::check_finite("Linear::forward: input", a),
+                      "Linear::forward: input: non-finite value inf (NaN or Inf) at feature 1 of example 1");
+}

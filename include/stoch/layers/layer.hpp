@@ -9,17 +9,20 @@
 //
 //   const Matrix<T>& forward(const MatrixCRef<T>& x, Context<T>& ctx);
 //     Requires: x.rows() == input_size(), x.cols() >= 1; otherwise throws stoch::Error naming the layer
-//     and both shapes. In ctx.mode == Mode::train a stochastic layer draws its noise from
-//     ctx.generator() and keeps what backward needs; in Mode::eval it computes its deterministic
-//     counterpart and draws nothing. Returns a reference to a layer-owned buffer (output_size() x B),
-//     valid until the next forward; no allocation once the batch size is steady.
+//     and both shapes (every message of a layer starts "Class::method", then " ('instance')" when the
+//     layer has an instance name, the prefix of its parameters' names: internal::where). In ctx.mode ==
+//     Mode::train a stochastic layer draws its noise from ctx.generator() and keeps what backward needs; in
+//     Mode::eval it computes its deterministic counterpart and draws nothing. Returns a reference to a
+//     layer-owned buffer (output_size() x B), valid until the next forward; no allocation once the batch
+//     size is steady.
 //
 //   const Matrix<T>& backward(const MatrixCRef<T>& dy, Context<T>& ctx);
-//     Requires: the last call was forward(x, ctx) in Mode::train with the same batch size B, and
-//     dy == dL/d(output) is output_size() x B. ASSIGNS dL/dx (input_size() x B) into a layer-owned buffer
-//     and returns it; ACCUMULATES (+=) the gradient of every trainable parameter into Parameter::grad
-//     (an optimiser step clears it). A score-function layer (StochasticBinary, Sec. 3) ignores dy and
-//     reads the per-example loss ctx.example_loss instead.
+//     Requires: the last call was forward(x, ctx) in Mode::train with the same batch size B (otherwise
+//     throws "<Class>::backward: needs a forward in Mode::train first ..."; internal::TrainingForward keeps
+//     the flag), and dy == dL/d(output) is output_size() x B. ASSIGNS dL/dx (input_size() x B) into a
+//     layer-owned buffer and returns it; ACCUMULATES (+=) the gradient of every trainable parameter into
+//     Parameter::grad (an optimiser step clears it). A score-function layer (StochasticBinary, Sec. 3)
+//     ignores dy and reads the per-example loss ctx.example_loss instead.
 //
 //   ParameterList<T> parameters();
 //     Pointers to the parameters and saved state the layer owns (possibly none), in a fixed order.
