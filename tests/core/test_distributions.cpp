@@ -177,20 +177,6 @@ TEMPLATE_TEST_CASE("Beta moments, for the STS gate's shapes and for shapes below
   }
 }
 
-TEMPLATE_TEST_CASE("The vectorisable sin/cos of 2 pi t matches std::sin/std::cos", "[distributions]", float, double) {
-  using T = TestType;
-  const double tolerance = std::is_same_v<T, float> ? 1e-6 : 1e-15;
-  double worst = 0;
-  for (int i = 1; i < 100000; ++i) {
-    const T t = T(i) / T(100000);
-    T s, c;
-    internal::sincos_2pi(t, s, c);
-    const double angle = 2 * std::numbers::pi * double(t);
-    worst = std::max({worst, std::abs(double(s) - std::sin(angle)), std::abs(double(c) - std::cos(angle))});
-  }
-  CHECK(worst < tolerance);
-}
-
 TEST_CASE("Samplers reject bad arguments with a message naming them", "[distributions]") {
   Generator rng(1);
   Matrix<double> out(4, 3);

@@ -169,15 +169,3 @@ TEMPLATE_TEST_CASE("Uniform samples pass Kolmogorov–Smirnov and are never 0 or
   INFO("D = " << d << ", critical " << critical);
   CHECK(d < critical);
 }
-
-TEST_CASE("Uniform conversions are open at both ends, even for all-zero and all-one words", "[random]") {
-  const std::uint32_t zeros[2] = {0u, 0u}, ones[2] = {0xFFFFFFFFu, 0xFFFFFFFFu};
-  CHECK(internal::UniformBits<float>::convert(zeros) == 0x1.0p-24f);
-  CHECK(internal::UniformBits<float>::convert(ones) == 1.0f - 0x1.0p-24f);
-  CHECK(internal::UniformBits<float>::convert(ones) < 1.0f);
-  CHECK(internal::UniformBits<double>::convert(zeros) == 0x1.0p-53);
-  CHECK(internal::UniformBits<double>::convert(ones) == 1.0 - 0x1.0p-53);
-  CHECK(internal::UniformBits<double>::convert(ones) < 1.0);
-  CHECK(std::isfinite(std::log(internal::UniformBits<float>::convert(zeros))));
-  CHECK(std::isfinite(std::log1p(-internal::UniformBits<float>::convert(ones))));
-}
