@@ -13,11 +13,13 @@
 #include <numeric>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <stoch/core/error.hpp>
 
 #include "experiment.hpp"
 #include "report.hpp"
@@ -114,24 +116,6 @@ int main(int argc, char** argv) {
 
   CLI::App app{"Reproduces Figure 2 of Bengio, Leonard, Courville (2013), \"Estimating or Propagating Gradients "
                "Through Stochastic Neurons for Conditional Computation\": seven gaters on MNIST."};
-  app.add_option("--data", data_option,
-                 "directory with the four MNIST IDX files (plain or .gz); default: $STOCH_MNIST_DIR, then the "
-                 "cache of scripts/fetch-mnist");
-  std::string all;
-  for (const auto& v : mnist::all_variants()) all += (all.empty() ? "" : ",") + v.name;
-  app.add_option("--variants", variant_names, "comma-separated subset of: " + all + " (default: all)")
-      ->delimiter(',');
-  app.add_option("--epochs", settings.epochs, "training epochs per variant")->check(CLI::Range(1, 100000))
-      ->capture_default_str();
-  app.add_option("--seed", settings.seed, "seed of every random stream")->capture_default_str();
-  app.add_option("--threads", threads,
-                 "variants trained at the same time, one thread each (results do not depend on it)")
-      ->check(CLI::Range(1, 64))->capture_default_str();
-  app.add_option("--out", out, "directory for results.json, results.md, the plot and the checkpoints")
-      ->capture_default_str();
-  app.add_flag("--resume", settings.resume, "continue from the checkpoints in --out (same results as uninterrupted)");
-  app.add_option("--train-limit", settings.train_limit,
-                 "use only the first N training images (quick runs; 0: all 50,000)")->check(CLI::NonNegativeNumber);
   app.add_option("--learning-rate", settings.learning_rate, "learning rate (App. A.4: 0.1)")
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--learning-rate-decay", settings.learning_rate_decay,
@@ -190,12 +174,49 @@ int main(int argc, char** argv) {
   app.add_option("--rectifier-firing-rate", settings.firing_rate,
                  "rectifiers: raise the offset of units firing less often than this (Sec. 2.1); 0: off")
       ->check(CLI::Range(0.0, 0.999))->capture_default_str();
+  app.add_option("--data", data_option,
+                 "directory with the four MNIST IDX files (plain or .gz); default: $STOCH_MNIST_DIR, then the "
+                 "cache of scripts/fetch-mnist");
+  std::string all;
+  for (const auto& v : mnist::all_variants()) all += (all.empty() ? "" : ",") + v.name;
+  app.add_option("--variants", variant_names, "comma-separated subset of: " + all + " (default: all)")
+      ->delimiter(',');
+  app.add_option("--epochs", settings.epochs, "training epochs per variant")->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--seed", settings.seed, "seed of every random stream")->capture_default_str();
+  app.add_option("--threads", threads,
+                 "variants trained at the same time, one thread each (results do not depend on it)")
+      ->check(CLI::Range(1, 64))->capture_default_str();
+  app.add_option("--out", out, "directory for results.json, results.md, the plot and the checkpoints")
+      ->capture_default_str();
+  app.add_flag("--resume", settings.resume, "continue from the checkpoints in --out (same results as uninterrupted)");
+  app.add_option("--train-limit", settings.train_limit,
+                 "use only the first N training images (quick runs; 0: all 50,000)")->check(CLI::NonNegativeNumber);
   app.add_option("--eval-batch", settings.eval_batch, "batch size of evaluation and of its timing")
       ->check(CLI::Range(1, 10000))->capture_default_str();
   app.add_option("--eval-samples", settings.eval_samples, "K of the 'mean of K samples' gate rule")
       ->check(CLI::Range(1, 1000))->capture_default_str();
   app.add_option("--timing-repeats", settings.timing_repeats, "evaluation timings: best of this many passes")
       ->check(CLI::Range(1, 100))->capture_default_str();
+  // --help in three groups: what App. A sets (or Sec. 2.1 describes), what this program adds or chooses
+  // otherwise (README.md, "Choices"), and how the experiment is run. Every option is in exactly one; --help
+  // lists the groups in the order of their first option, hence the experiment's options are added last.
+  const std::pair<const char*, std::vector<std::string>> groups[] = {
+      {"Paper settings (App. A)",
+       {"--learning-rate", "--sts-momentum", "--st-sigmoid-derivative", "--max-norm", "--kl-strength",
+        "--rectifier-firing-rate"}},
+      {"Deviations from the paper",
+       {"--learning-rate-decay", "--average-decay", "--average-every", "--sbn-gater-learning-rate",
+        "--st-gater-learning-rate", "--st-momentum", "--st-beta-noise", "--st-max-norm", "--sbn-max-norm",
+        "--weight-decay", "--input-dropout", "--st-input-dropout", "--gate-init-norm", "--st-gate-init-norm"}},
+      {"Experiment",
+       {"--data", "--variants", "--epochs", "--seed", "--threads", "--out", "--resume", "--train-limit",
+        "--eval-batch", "--eval-samples", "--timing-repeats"}}};
+  for (const auto& [group, names] : groups)
+    for (const std::string& name : names) app.get_option(name)->group(group);
+  for (const CLI::Option* option : app.get_options())
+    if (option->get_group() == "Options" && option != app.get_help_ptr())
+      throw stoch::Error("mnist: option " + option->get_name() + " is in no --help group");
   CLI11_PARSE(app, argc, argv);
   if (settings.st_beta_noise > 0 && !(settings.st_beta_noise > 1)) {
     std::cerr << "mnist: --st-beta-noise must be 0 (off) or > 1 (the Beta mode must exist), got "

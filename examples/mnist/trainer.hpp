@@ -57,13 +57,6 @@ enum StreamPurpose { kInitStream = 1, kTrainStream = 2, kEvalStream = 3 };
 inline constexpr std::uint64_t kShuffleStream = 0;  // same example order for every variant
 
 template <class G>
-concept Thresholded = requires(G& g, const G& cg) {
-  cg.scores();
-  g.set_threshold(T(0));
-  cg.threshold();
-};
-
-template <class G>
 using Gater = stoch::Sequential<stoch::Linear<T>, stoch::Tanh<T>, stoch::Linear<T>, G>;
 template <class G>
 using Net = stoch::Sequential<stoch::Dropout<T>, stoch::GatedLayer<Gater<G>>, stoch::Linear<T>>;
@@ -146,7 +139,7 @@ class Trainer {
     // Every gate closed (a threshold above any score): the skipping path with nothing left to compute in
     // the expert, i.e. what a free expert would leave. dense / closed is the measured bound on the speed-up.
     auto time_closed = [&]() -> double {
-      if constexpr (Thresholded<G>) {
+      if constexpr (stoch::Thresholded<G>) {
         const T calibrated = gate().threshold();
         gate().set_threshold(std::numeric_limits<T>::max());
         const double closed = time_path(stoch::ExpertPath::sparse);
@@ -213,8 +206,8 @@ class Trainer {
       try {
         loss = loss_.forward(net_.forward(xb_, ctx), yb_, ctx);
       } catch (const stoch::Error& e) {
-        stoch::internal::fail("training stopped at epoch " + std::to_string(r.epoch) + ", batch " +
-                              std::to_string(b + 1) + " of " + std::to_string(batches) + ": " + e.what());
+        throw stoch::Error("training stopped at epoch " + std::to_string(r.epoch) + ", batch " +
+                           std::to_string(b + 1) + " of " + std::to_string(batches) + ": " + e.what());
       }
       if constexpr (requires(const G& g) { g.sparsity_penalty(); }) penalty_sum += gate().sparsity_penalty();
       density_sum += layer().density();
@@ -306,7 +299,7 @@ class Trainer {
     pass.batches += 1;
     if (!config_.probability || !deterministic) return;
     const Matrix<T>* signal = &h;
-    if constexpr (Thresholded<G>) signal = &gate().scores();
+    if constexpr (stoch::Thresholded<G>) signal = &gate().scores();
     for (Index k = 0; k < signal->size(); ++k) {
       const double p = config_.probability(signal->data()[k]);
       pass.indecisive += (p > 0.05 && p < 0.95);
@@ -316,7 +309,7 @@ class Trainer {
 
   /// App. A.3: the threshold whose fraction of open gates on the validation set is the target density.
   void calibrate() {
-    if constexpr (Thresholded<G>) {
+    if constexpr (stoch::Thresholded<G>) {
       if (!config_.calibrate) return;
       stoch::Context<T> ctx(stoch::Mode::eval, train_rng_);  // evaluation draws nothing
       scores_.clear();
@@ -346,7 +339,7 @@ class Trainer {
     r.valid_batch_unit_fraction = deterministic.unit_fraction_sum / deterministic.batches;
     if (deterministic.probabilities > 0)
       r.indecisive = static_cast<double>(deterministic.indecisive) / static_cast<double>(deterministic.probabilities);
-    if constexpr (Thresholded<G>) r.threshold = gate().threshold();
+    if constexpr (stoch::Thresholded<G>) r.threshold = gate().threshold();
     const auto examples = static_cast<std::int32_t>(deterministic.examples);
     r.dead_units = static_cast<double>(std::count(deterministic.unit_open.begin(), deterministic.unit_open.end(), 0));
     r.always_on_units =
@@ -394,9 +387,10 @@ class Trainer {
   /// The test-time gate rules (issue 4): the paper's calibrated threshold, p > 0.5, one sample, K samples.
   void gate_rules(VariantResult& result, const Pass& test) {
     const EpochRecord& best = curve_[static_cast<std::size_t>(best_epoch_ - 1)];
-    result.gate_rules.push_back({Thresholded<G> && config_.calibrate ? "calibrated threshold (paper)" : "deterministic",
+    const bool calibrated_rule = stoch::Thresholded<G> && config_.calibrate;
+    result.gate_rules.push_back({calibrated_rule ? "calibrated threshold (paper)" : "deterministic",
                                  best.valid_error, test.error(), test.density()});
-    if constexpr (Thresholded<G>) {
+    if constexpr (stoch::Thresholded<G>) {
       const T calibrated = gate().threshold();
       if (config_.calibrate) {
         gate().set_threshold(config_.half_threshold);
@@ -444,13 +438,14 @@ class Trainer {
     const stoch::ModelMetadata meta = stoch::read_model_metadata(path);
     auto get = [&](const std::string& key) {
       const auto it = meta.integers.find(key);
-      if (it == meta.integers.end()) stoch::internal::fail(path.string() + ": not a checkpoint of this program (no '" + key + "')");
+      if (it == meta.integers.end())
+        throw stoch::Error(path.string() + ": not a checkpoint of this program (no '" + key + "')");
       return it->second;
     };
     if (get("variant") != static_cast<std::uint64_t>(spec_.id) || get("seed") != s_.seed ||
         get("train_limit") != static_cast<std::uint64_t>(s_.train_limit) || get("settings") != settings_hash())
-      stoch::internal::fail(path.string() + ": the checkpoint was made with another --seed, --train-limit or "
-                            "hyper-parameters; use another --out or drop --resume");
+      throw stoch::Error(path.string() + ": the checkpoint was made with another --seed, --train-limit or "
+                         "hyper-parameters; use another --out or drop --resume");
     stoch::load_model(path, checkpoint_list());
     train_rng_.set_position(get("rng.position"));
     if (average_) average_->set_steps(get("average.steps"));

@@ -48,6 +48,14 @@ std::int64_t closest_index(std::int64_t last, double goal, CountAbove count_abov
 
 }  // namespace internal
 
+/// A gate with a calibratable test-time threshold (App. A.3): scores() after an evaluation forward, and t.
+template <class G>
+concept Thresholded = requires(G& g, const G& cg) {
+  cg.scores();
+  g.set_threshold(typename G::Scalar(0));
+  cg.threshold();
+};
+
 /// Returns t such that the fraction of `scores` strictly greater than t is as close as possible to
 /// `target_fraction` (in [0, 1]). With ties only some fractions are achievable (all equal scores are on the
 /// same side of t); on a tie in distance the smaller fraction wins. t lies half-way between the last score
