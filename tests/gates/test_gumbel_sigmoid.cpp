@@ -168,10 +168,12 @@ TEST_CASE("Gumbel-sigmoid temperature: saved state, schedule, refusals", "[gates
   }
 
   REQUIRE_THROWS_MESSAGE(gate.set_temperature(0.0),
-                         "GumbelSigmoid::set_temperature ('g'): temperature must be finite and > 0, got 0");
+                         "GumbelSigmoid::set_temperature ('g'): temperature must be finite and > 0 (with 1 / "
+                         "temperature finite), got 0");
   REQUIRE_THROWS_MESSAGE(gate.set_temperature(-1.0), "temperature must be finite and > 0");
   REQUIRE_THROWS_MESSAGE(gate.set_temperature(std::numeric_limits<double>::quiet_NaN()), "temperature");
   REQUIRE_THROWS_MESSAGE(gate.set_temperature(std::numeric_limits<double>::infinity()), "temperature");
+  REQUIRE_THROWS_MESSAGE(gate.set_temperature(std::numeric_limits<double>::denorm_min()), "1 / temperature finite");
   CHECK(gate.temperature() == schedule(5000));  // a refused value changes nothing
   REQUIRE_THROWS_MESSAGE(GumbelSigmoidStraightThrough<float>(2, {.temperature = 0.0f}),
                          "GumbelSigmoidStraightThrough::set_temperature ('gumbel_sigmoid_st'): temperature must be "

@@ -34,7 +34,8 @@ struct GumbelSigmoidOptions {
 ///   train, ST:         h = 1[a + l > 0];  dL/da = dL/dh * y (1 - y) / tau   (hard forward, relaxed backward)
 ///
 /// 1[a + l > 0] = 1[u > sigm(-a)], so P(h = 1) = sigm(a): the straight-through form samples exactly the
-/// sigmoid-Bernoulli unit of the paper's Eq. 3 (from other words of the generator), and the relaxed y tends to
+/// sigmoid-Bernoulli unit of the paper's Eq. 3 (one uniform per entry, as fill_bernoulli, though another
+/// function of it: 1[u > 1 - p] rather than 1[u < p]), and the relaxed y tends to
 /// it as tau -> 0. Both estimators are biased for the gradient of E[L] under h ~ Bernoulli(sigm(a)); the
 /// relaxed one is unbiased for its relaxed objective E_l[L(y)] instead. Small tau: lower bias, higher variance
 /// (y (1 - y) / tau peaks at 1 / (4 tau) near a + l = 0). The backward uses the temperature of its forward.
@@ -54,8 +55,8 @@ struct GumbelSigmoidOptions {
 ///            y (1 - y) / tau > 0, so training computes the expert for every gate (as for StraightThrough).
 ///
 /// Saved state (parameters(), not trainable): "<name>.threshold" and "<name>.temperature", so that a loaded
-/// model evaluates with the temperature it was saved with. Bad input: tau <= 0 or non-finite, and a non-finite
-/// pre-activation, throw stoch::Error naming the layer.
+/// model evaluates with the temperature it was saved with. Bad input: tau <= 0 or non-finite (or so small that
+/// 1 / tau overflows), and a non-finite pre-activation, throw stoch::Error naming the layer.
 template <class T, GumbelForm Form = GumbelForm::relaxed>
 class GumbelSigmoid : public internal::GateBase<GumbelSigmoid<T, Form>, T> {
   using Base = internal::GateBase<GumbelSigmoid<T, Form>, T>;
@@ -123,9 +124,11 @@ class GumbelSigmoid : public internal::GateBase<GumbelSigmoid<T, Form>, T> {
   ParameterList<T> parameters() { return {&this->threshold_, &temperature_}; }
 
  private:
-  static bool valid(T tau) { return tau > T(0) && std::isfinite(tau); }
+  // 1 / tau must be finite too: a subnormal tau would make a * (1 / tau) NaN at a = 0.
+  static bool valid(T tau) { return tau > T(0) && std::isfinite(tau) && std::isfinite(T(1) / tau); }
   [[noreturn]] static void refuse(const std::string& who, T tau) {
-    internal::fail(who + ": temperature must be finite and > 0, got " + std::to_string(tau));
+    internal::fail(who + ": temperature must be finite and > 0 (with 1 / temperature finite), got " +
+                   std::to_string(tau));
   }
 
   Parameter<T> temperature_;
