@@ -134,6 +134,7 @@ int main(int argc, char** argv) {
     }
     std::printf("epoch %d: training loss %.4f, open gates %.1f%%\n", epoch,
                 loss_sum / static_cast<double>(batches), 100 * density_sum / static_cast<double>(batches));
+    std::fflush(stdout);
   }
 
   // ---- 6. The test-time threshold (App. A.3). In evaluation the gate is deterministic: open where its

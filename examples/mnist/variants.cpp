@@ -10,6 +10,7 @@
 #include <stoch/gates/stochastic_binary.hpp>
 #include <stoch/gates/stochastic_times_smooth.hpp>
 #include <stoch/gates/straight_through.hpp>
+#include <stoch/gates/threshold.hpp>
 #include <stoch/regularizers/kl_sparsity.hpp>
 #include <stoch/regularizers/l1_sparsity.hpp>
 
@@ -211,6 +212,12 @@ TrainedVariant baseline_sigmoid(const VariantSpec& spec, const Settings& s, cons
                                 const Progress& progress) {
   return sigmoid_baseline(spec, s, data, progress, 0.0);
 }
+
+// Trainer calibrates the test-time threshold (App. A.3) of every stochastic gate; the sigmoid baselines have
+// none (they never close a gate) and are evaluated as they are.
+static_assert(stoch::Thresholded<stoch::NoisyRectifier<T>> && stoch::Thresholded<stoch::StraightThrough<T>> &&
+              stoch::Thresholded<stoch::StochasticTimesSmooth<T>> && stoch::Thresholded<stoch::StochasticBinary<T>>);
+static_assert(!stoch::Thresholded<stoch::NoisySigmoid<T>>);
 
 /// One row per gater of Figure 2, in the paper's order: command-line name, the paper's label, the fixed id
 /// that selects the variant's random streams (stream_of in trainer.hpp), the paper's numbers (training
