@@ -49,8 +49,8 @@ double test_error(Network& net, const stoch::LabeledImages<float>& set, double* 
 }
 
 int main(int argc, char** argv) {
-  // ---- 1. Options and data. load_mnist splits the 60,000 training images into 50,000 for training and
-  // 10,000 for validation, as the paper does; --train-limit keeps only the first N training images.
+  // ---- 1. Options and data. load_mnist keeps the last 10,000 of the 60,000 training images apart for
+  // validation (Figure 2 reports valid and test errors); --train-limit keeps only the first N of the rest.
   int epochs = 3;
   stoch::Index train_limit = 0;
   std::string dir = std::getenv("STOCH_MNIST_DIR") ? std::getenv("STOCH_MNIST_DIR") : "";
