@@ -4,9 +4,11 @@
 #include <vector>
 
 #include "stoch/conditional/gated_layer.hpp"
+#include "stoch/gates/gumbel_sigmoid.hpp"
 #include "stoch/gates/noisy_rectifier.hpp"
 #include "stoch/gates/noisy_sigmoid.hpp"
 #include "stoch/gates/stochastic_binary.hpp"
+#include "stoch/gates/slope_annealed_straight_through.hpp"
 #include "stoch/gates/stochastic_times_smooth.hpp"
 #include "stoch/gates/straight_through.hpp"
 #include "stoch/graph/sequential.hpp"
@@ -215,6 +217,21 @@ struct Make<StraightThrough<float>> {
   static StraightThrough<float> make(Generator&) { return StraightThrough<float>(kUnits); }
   static constexpr const char* prefix = "StraightThrough::backward ('straight_through')";
 };
+template <>
+struct Make<GumbelSigmoid<float>> {
+  static GumbelSigmoid<float> make(Generator&) { return GumbelSigmoid<float>(kUnits); }
+  static constexpr const char* prefix = "GumbelSigmoid::backward ('gumbel_sigmoid')";
+};
+template <>
+struct Make<GumbelSigmoidStraightThrough<float>> {
+  static GumbelSigmoidStraightThrough<float> make(Generator&) { return GumbelSigmoidStraightThrough<float>(kUnits); }
+  static constexpr const char* prefix = "GumbelSigmoidStraightThrough::backward ('gumbel_sigmoid_st')";
+};
+template <>
+struct Make<SlopeAnnealedStraightThrough<float>> {
+  static SlopeAnnealedStraightThrough<float> make(Generator&) { return SlopeAnnealedStraightThrough<float>(kUnits); }
+  static constexpr const char* prefix = "SlopeAnnealedStraightThrough::backward ('slope_st')";
+};
 using Chain = Sequential<Linear<float>, Tanh<float>, Dropout<float>>;
 template <>
 struct Make<Chain> {
@@ -241,7 +258,9 @@ constexpr const char* kNeedsTrainingForward =
 TEMPLATE_TEST_CASE("Every layer refuses a backward that does not follow a training forward", "[robustness]",
                    Linear<float>, Tanh<float>, Sigmoid<float>, Rectifier<float>, Dropout<float>,
                    NoisySigmoid<float>, NoisyRectifier<float>, StochasticTimesSmooth<float>,
-                   StochasticBinary<float>, StraightThrough<float>, Chain, GatedLayer<Gater>) {
+                   StochasticBinary<float>, StraightThrough<float>, GumbelSigmoid<float>,
+                   GumbelSigmoidStraightThrough<float>, SlopeAnnealedStraightThrough<float>, Chain,
+                   GatedLayer<Gater>) {
   Generator rng(21);
   TestType layer = Make<TestType>::make(rng);
   const std::string message = std::string(Make<TestType>::prefix) + kNeedsTrainingForward;
@@ -290,7 +309,8 @@ TEST_CASE("The loss refuses a backward that does not follow a training forward",
 TEMPLATE_TEST_CASE("Every gate and elementwise layer refuses a non-finite pre-activation, naming itself",
                    "[robustness]", Tanh<float>, Sigmoid<float>, Rectifier<float>, Dropout<float>,
                    NoisySigmoid<float>, NoisyRectifier<float>, StochasticTimesSmooth<float>,
-                   StochasticBinary<float>, StraightThrough<float>) {
+                   StochasticBinary<float>, StraightThrough<float>, GumbelSigmoid<float>,
+                   GumbelSigmoidStraightThrough<float>, SlopeAnnealedStraightThrough<float>) {
   Generator rng(22);
   TestType layer = Make<TestType>::make(rng);
   std::string forward = Make<TestType>::prefix;
