@@ -37,7 +37,7 @@ namespace {
 using nlohmann::json;
 
 /// Default budget: every estimator on the three default networks in about a minute on one core (README.md).
-constexpr long kDefaultEstimates = 20000;
+constexpr long kDefaultEstimates = 1000000;
 
 struct Row {
   std::size_t network = 0;  ///< index into the networks
@@ -195,27 +195,26 @@ std::string markdown(const std::vector<NetworkResult>& networks, const std::vect
 }
 
 /// variance_vs_cost.png: relative variance against loss evaluations per estimate (both log scale), one panel
-/// per network; unbiased estimators filled circles, biased ones open triangles. Estimators of equal cost are
-/// spread a little along x so that their labels can be read.
+/// per network, one symbol per estimator: filled for the unbiased ones, open for the biased ones, whose key
+/// entry gives the relative bias on that network. Estimators of equal cost are spread a little along x so
+/// that their symbols do not cover each other.
 std::string plot(const std::filesystem::path& out, const std::vector<NetworkResult>& networks,
-                 const std::vector<Row>& rows) {
+                 const std::vector<Row>& rows, const std::vector<const lab::Estimator*>& estimators) {
+  const auto position = [&](const lab::Estimator* e) {
+    return static_cast<std::size_t>(std::find(estimators.begin(), estimators.end(), e) - estimators.begin());
+  };
   std::ostringstream data;
   for (std::size_t k = 0; k < networks.size(); ++k) {
-    data << "# " << networks[k].spec.name()
-         << ": x (evaluations, spread), relative variance, unbiased, label, label on the left\n";
+    data << "# " << networks[k].spec.name() << ": x (evaluations, spread), relative variance, estimator\n";
     std::map<lab::Index, std::vector<const Row*>> by_cost;
     for (const Row& r : rows)
       if (r.network == k) by_cost[r.estimator->samples].push_back(&r);
     for (const auto& [cost, group] : by_cost)
       for (std::size_t j = 0; j < group.size(); ++j) {
-        const Row& r = *group[j];
         const double spread =
-            std::pow(2.0, 0.14 * (static_cast<double>(j) - 0.5 * static_cast<double>(group.size() - 1)));
-        std::string label = r.estimator->name;
-        if (!r.estimator->unbiased) label += " (bias " + format("%.2f", r.summary.relative_bias) + ")";
-        // Labels alternate right and left of their points, so that neighbours of equal cost do not overlap.
-        data << format("%.6g", static_cast<double>(cost) * spread) << " " << format("%.6g", r.summary.relative_variance)
-             << " " << (r.estimator->unbiased ? 1 : 0) << " \"" << label << "\" " << (j % 2) << "\n";
+            std::pow(2.0, 0.08 * (static_cast<double>(j) - 0.5 * static_cast<double>(group.size() - 1)));
+        data << format("%.6g", static_cast<double>(cost) * spread) << " "
+             << format("%.6g", group[j]->summary.relative_variance) << " " << position(group[j]->estimator) << "\n";
       }
     data << "\n\n";
   }
@@ -223,23 +222,38 @@ std::string plot(const std::filesystem::path& out, const std::vector<NetworkResu
   if (std::system("command -v gnuplot > /dev/null 2>&1") != 0)
     return "gnuplot not found: the plot's data is in variance_vs_cost.dat; install gnuplot (Debian: gnuplot-nox) "
            "to get variance_vs_cost.png";
+  static constexpr const char* kColours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+                                             "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#000000"};
+  static constexpr int kFilled[] = {7, 5, 9, 11, 13, 15}, kOpen[] = {6, 4, 8, 10, 12, 14};
   const std::size_t panels = networks.size(), columns = std::min<std::size_t>(panels, 3),
                     lines = (panels + columns - 1) / columns;
   std::ostringstream script;
-  script << "set terminal pngcairo size " << 520 * columns << "," << 480 * lines << " font ',9'\n"
+  script << "set terminal pngcairo size " << 520 * columns << "," << 640 * lines << " font ',9'\n"
          << "set output 'variance_vs_cost.png'\n"
          << "set multiplot layout " << lines << "," << columns
-         << " title 'Variance of one estimate against its cost (filled: unbiased; open: biased, relative bias ||E g - dJ|| / ||dJ||)'\n"
-         << "set logscale xy\nset xrange [0.5:8]\nset xtics (1, 2, 4)\nset grid\nset key off\n"
+         << " title 'Variance of one estimate against its cost (filled: unbiased; open: biased, with its relative "
+            "bias ||E g - dJ|| / ||dJ||)'\n"
+         << "set logscale xy\nset xrange [0.6:6]\nset xtics (1, 2, 4)\nset grid\n"
+         << "set key below maxrows 6 font ',8' samplen 1\n"
          << "set xlabel 'loss evaluations per example and estimate'\n"
          << "set ylabel 'relative variance  E||g - E g||^2 / ||dJ||^2'\n";
-  for (std::size_t k = 0; k < panels; ++k)
-    script << "set title '" << networks[k].spec.name() << "'\n"
-           << "plot 'variance_vs_cost.dat' index " << k << " using 1:($3 == 1 ? $2 : 1/0) with points pt 7 ps 1.3 "
-           << "lc rgb '#1f77b4', '' index " << k << " using 1:($3 == 0 ? $2 : 1/0) with points pt 8 ps 1.5 "
-           << "lc rgb '#d62728', '' index " << k << " using 1:($5 == 0 ? $2 : 1/0):4 with labels left offset 0.8,0 "
-           << "font ',8', '' index " << k << " using 1:($5 == 1 ? $2 : 1/0):4 with labels right offset -0.8,0 "
-           << "font ',8'\n";
+  for (std::size_t k = 0; k < panels; ++k) {
+    script << "set title '" << networks[k].spec.name() << "'\nplot ";
+    std::size_t filled = 0, open = 0;
+    for (std::size_t e = 0; e < estimators.size(); ++e) {
+      const auto found = std::find_if(rows.begin(), rows.end(), [&](const Row& r) {
+        return r.network == k && r.estimator == estimators[e];
+      });
+      std::string title = estimators[e]->name;
+      const bool unbiased = estimators[e]->unbiased;
+      if (!unbiased && found != rows.end()) title += " (bias " + format("%.2f", found->summary.relative_bias) + ")";
+      const int point = unbiased ? kFilled[filled++ % 6] : kOpen[open++ % 6];
+      script << (e ? ", " : "") << "'variance_vs_cost.dat' index " << k << " using 1:($3 == " << e
+             << " ? $2 : 1/0) with points pt " << point << " ps 1.4 lc rgb '" << kColours[e % 11] << "' title '"
+             << title << "'";
+    }
+    script << "\n";
+  }
   script << "unset multiplot\n";
   write_file(out / "variance_vs_cost.gp", script.str());
   const std::string command = "cd '" + out.string() + "' && gnuplot variance_vs_cost.gp > gnuplot.log 2>&1";
@@ -355,7 +369,7 @@ int main(int argc, char** argv) try {
                results_json(networks, rows, settings, estimates, seed, command, wall_seconds).dump(2) + "\n");
     write_file(out / "results.md", markdown(networks, rows, settings, estimates, command));
     std::printf("results: %s, results.md\n%s\n", (out / "results.json").string().c_str(),
-                plot(out, networks, rows).c_str());
+                plot(out, networks, rows, chosen).c_str());
   }
   return 0;
 } catch (const std::exception& error) {
