@@ -118,6 +118,7 @@ inline void binarise(stoch::Generator& rng, const Matrix& images, const std::vec
 struct Settings {
   ModelKind model = ModelKind::linear;
   Index latent = 200;
+  Index hidden = 200;  ///< width of the non-linear model's two hidden layers
   Index batch = 50;
   T learning_rate = T(1e-4);        ///< Adam, encoder and decoder (the reference's genmo_lr, infnet_lr)
   T prior_learning_rate = T(1e-2);  ///< SGD on the prior logits (the reference's prior_lr)
@@ -140,9 +141,9 @@ class Vae {
   Vae(const Settings& settings, const Data& data, Gate gate, EstimatorShape shape,
       std::function<void(Gate&, std::uint64_t)> schedule = {})
       : settings_(settings), data_(data), shape_(shape), init_rng_(settings.seed, 1),
-        encoder_(encoder_sizes(settings), settings.leaky_slope, init_rng_, "encoder"),
-        decoder_(decoder_sizes(settings), settings.leaky_slope, init_rng_, "decoder"),
-        prior_(settings.latent, "prior"), gate_(std::move(gate)), loss_(stoch::kMnistPixels),
+        encoder_(encoder_sizes(settings, data.train->rows()), settings.leaky_slope, init_rng_, "encoder"),
+        decoder_(decoder_sizes(settings, data.train->rows()), settings.leaky_slope, init_rng_, "decoder"),
+        prior_(settings.latent, "prior"), gate_(std::move(gate)), loss_(data.train->rows()),
         schedule_(std::move(schedule)) {
     // Decoder output bias: the logit of the clipped training mean (the reference's initialize_with_bias).
     auto& bias = decoder_.last().bias().value;
@@ -298,17 +299,54 @@ class Vae {
            decoder_.forward_multiply_adds(columns) + decoder_.backward_multiply_adds(columns, shape_.pathwise);
   }
 
+  /// The encoder's logits a for the binary batch `x` (evaluation: deterministic layers only).
+  const Matrix& logits(const Matrix& x) {
+    Context ctx(stoch::Mode::eval);
+    centred_ = x;
+    centred_.colwise() -= data_.mean;
+    return encoder_.forward(centred_, ctx);
+  }
+
+  /// f(b) = -log p(x | b) - log p(b) + log q(b | x) for each column of the binary batch `x` and latent
+  /// vectors `b` (same number of columns): the loss every gate learns from, for exact enumeration in tests.
+  RowVector losses(const Matrix& x, const Matrix& b) {
+    Context ctx(stoch::Mode::eval);
+    const Matrix a = logits(x);
+    eval_z_.resize(b.rows(), b.cols());
+    eval_z_.array() = T(2) * b.array() - T(1);
+    loss_.forward(decoder_.forward(eval_z_, ctx), x, ctx);
+    const RowVector& log_prior = prior_.forward(b, ctx);
+    stoch::bernoulli_log_probability<T>(a, b, log_q_, scratch_);
+    return ctx.example_loss + log_q_ - log_prior;
+  }
+
+  /// Clears every parameter's gradient (estimate() accumulates).
+  void zero_grad() {
+    adam_->zero_grad();
+    prior_sgd_->zero_grad();
+  }
+
+  /// The encoder's logit layer (its gradient is what gradient_variance measures).
+  stoch::Linear<T>& encoder_logit_layer() { return encoder_.last(); }
+
+  ParameterList parameters() {
+    ParameterList list = encoder_.parameters();
+    for (auto* p : decoder_.parameters()) list.push_back(p);
+    for (auto* p : prior_.parameters()) list.push_back(p);
+    return list;
+  }
+
   std::uint64_t step() const { return step_; }
   const EstimatorShape& shape() const { return shape_; }
 
  private:
-  static std::vector<Index> encoder_sizes(const Settings& s) {
-    if (s.model == ModelKind::linear) return {stoch::kMnistPixels, s.latent};
-    return {stoch::kMnistPixels, 200, 200, s.latent};
+  static std::vector<Index> encoder_sizes(const Settings& s, Index pixels) {
+    if (s.model == ModelKind::linear) return {pixels, s.latent};
+    return {pixels, s.hidden, s.hidden, s.latent};
   }
-  static std::vector<Index> decoder_sizes(const Settings& s) {
-    if (s.model == ModelKind::linear) return {s.latent, stoch::kMnistPixels};
-    return {s.latent, 200, 200, stoch::kMnistPixels};
+  static std::vector<Index> decoder_sizes(const Settings& s, Index pixels) {
+    if (s.model == ModelKind::linear) return {s.latent, pixels};
+    return {s.latent, s.hidden, s.hidden, pixels};
   }
 
   double log_weight(const Context& ctx, const RowVector& log_prior, Index column) const {
