@@ -100,7 +100,8 @@ Measurement measure(Gate gate, BinaryNetwork& net, Generator& rng, Index samples
 }  // namespace detail
 
 /// Every estimator of the library for binary units, in the order of the report. The names are the lab's
-/// interface (results.json); the first eight are those of issue 40, the others variants of them.
+/// interface (results.json): reinforce, rloo, arm, disarm, straight-through, slope-st, gumbel-st and gumbel,
+/// and the variants reinforce-moving-average, reinforce-nobaseline (other baselines) and rloo-4 (K = 4).
 inline std::vector<Estimator> all_estimators(const EstimatorSettings& s) {
   using namespace stoch;
   std::vector<Estimator> list;

@@ -52,6 +52,7 @@ struct NetworkResult {
   double expected_loss = 0;
   double gradient_norm = 0;
   double enumeration_seconds = 0;
+  double finite_difference_error = 0;  ///< largest |central difference - exact| over the parameters
 };
 
 std::string format(const char* pattern, double value) {
@@ -149,7 +150,8 @@ json results_json(const std::vector<NetworkResult>& networks, const std::vector<
                                {"parameters", n.parameters},
                                {"expected_loss", n.expected_loss},
                                {"exact_gradient_norm", n.gradient_norm},
-                               {"enumeration_seconds", n.enumeration_seconds}});
+                               {"enumeration_seconds", n.enumeration_seconds},
+                               {"exact_gradient_finite_difference_error", n.finite_difference_error}});
   // One entry per estimator and network; non-finite numbers are written as null by nlohmann-json.
   out["estimators"] = json::array();
   for (const Row& r : rows) {
@@ -187,7 +189,8 @@ std::string markdown(const std::vector<NetworkResult>& networks, const std::vect
     const NetworkResult& n = networks[k];
     md << "## " << n.spec.name() << " (" << n.spec.inputs << " inputs, " << n.spec.classes << " classes, "
        << n.spec.examples << " examples, " << n.parameters << " parameters; J = " << format("%.4f", n.expected_loss)
-       << ", ||dJ|| = " << format("%.4f", n.gradient_norm) << ")\n\n"
+       << ", ||dJ|| = " << format("%.4f", n.gradient_norm) << ", largest difference from central differences "
+       << format("%.1e", n.finite_difference_error) << ")\n\n"
        << table(rows, k) << "\n" << equal_cost(rows, k) << "\n";
   }
   md << "![variance against cost](variance_vs_cost.png)\n";
@@ -321,7 +324,9 @@ int main(int argc, char** argv) try {
     }
     // Fixed per unit count, so that `--networks 8` is the default run's 8-unit network.
     spec.seed = 20260000 + static_cast<std::uint64_t>(spec.units);
-    networks.push_back({spec, 0, 0, 0, 0});
+    NetworkResult result;
+    result.spec = spec;
+    networks.push_back(result);
   }
   if (networks.empty() || chosen.empty()) {
     std::cerr << "estimator_lab: nothing to run (no network or no estimator)\n";
@@ -342,9 +347,18 @@ int main(int argc, char** argv) try {
     n.enumeration_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     n.parameters = net.parameter_count();
     n.gradient_norm = exact.norm();
-    std::printf("%s: %ld parameters, J = %.4f, ||dJ|| = %.4f (exact, 2^%ld states per example)\n",
+    // The reference itself checked: the enumerated gradient against central differences of the enumerated J
+    // (step 1e-5: truncation error ~1e-10, rounding ~1e-11 for J ~ 1).
+    n.finite_difference_error = net.finite_difference_error();
+    std::printf("%s: %ld parameters, J = %.4f, ||dJ|| = %.4f (exact, 2^%ld states per example; largest difference "
+                "from central differences %.1e)\n",
                 n.spec.name().c_str(), static_cast<long>(n.parameters), n.expected_loss, n.gradient_norm,
-                static_cast<long>(n.spec.units));
+                static_cast<long>(n.spec.units), n.finite_difference_error);
+    if (!(n.finite_difference_error < 1e-6)) {
+      std::cerr << "estimator_lab: the exact gradient of the " << n.spec.name() << " network differs from central "
+                << "differences of its expected loss by " << n.finite_difference_error << "\n";
+      return 1;
+    }
     for (std::size_t e = 0; e < chosen.size(); ++e) {
       // Each (network, estimator) has its own stream: a run of a subset gives the same numbers as the full run.
       const auto index = static_cast<std::uint64_t>(

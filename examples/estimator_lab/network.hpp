@@ -9,6 +9,8 @@
 // compared with, the relaxed ones (Gumbel-sigmoid) included: their bias is the distance from that.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -140,6 +142,28 @@ class BinaryNetwork {
     return j;
   }
 
+  /// The largest |central difference of J - exact dJ| over the parameters, each difference of J at
+  /// theta_k +- step (J by enumeration, as in `exact`): checks the enumeration's gradient formulas. The
+  /// parameters are restored bit for bit.
+  double finite_difference_error(double step = 1e-5) {
+    Vector<double> exact_gradient, unused;
+    exact(exact_gradient);
+    double largest = 0;
+    Index k = 0;
+    for (stoch::Parameter<double>* parameter : parameters())
+      for (Index i = 0; i < parameter->value.size(); ++i, ++k) {
+        double& value = parameter->value.data()[i];
+        const double kept = value;
+        value = kept + step;
+        const double up = exact(unused);
+        value = kept - step;
+        const double down = exact(unused);
+        value = kept;
+        largest = std::max(largest, std::abs((up - down) / (2 * step) - exact_gradient[k]));
+      }
+    return largest;
+  }
+
   /// One estimate of `exact`'s gradient by the gate: K samples per example (antithetic pairs if asked) as
   /// tiled copies of the E examples, forward, loss (which writes ctx.example_loss), backward. The gradient of
   /// every parameter goes into `gradient` (same order as `exact`); the layers' gradients are cleared.
@@ -159,8 +183,7 @@ class BinaryNetwork {
     encoder_.backward(gate.backward(dh, ctx), ctx);
     gradient.resize(parameter_count());
     Index k = 0;
-    for (stoch::Parameter<double>* parameter :
-         {&encoder_.weight(), &encoder_.bias(), &decoder_.weight(), &decoder_.bias()}) {
+    for (stoch::Parameter<double>* parameter : parameters()) {
       const Index size = parameter->grad.size();
       gradient.segment(k, size) = parameter->grad.reshaped();
       parameter->grad.setZero();
@@ -169,6 +192,11 @@ class BinaryNetwork {
   }
 
  private:
+  /// Every trainable parameter, in the order of the gradient vectors.
+  std::array<stoch::Parameter<double>*, 4> parameters() {
+    return {&encoder_.weight(), &encoder_.bias(), &decoder_.weight(), &decoder_.bias()};
+  }
+
   NetworkSpec spec_;
   stoch::Linear<double> encoder_, decoder_;
   stoch::SoftmaxCrossEntropy<double> loss_;

@@ -1,6 +1,7 @@
 # cmake -DLAB=<estimator_lab binary> -DOUT=<dir> -DESTIMATES=<n> -P check_results.cmake
 # Runs the estimator lab on its three default networks with ESTIMATES estimates per estimator (fixed seed) and
 # checks results.json:
+#   - the exact gradient of each network agrees with central differences of its expected loss (< 1e-6);
 #   - every estimator is there for every network, with the theoretical `unbiased` flag and its cost;
 #   - every unbiased estimator (REINFORCE with each baseline, leave-one-out, ARM, DisARM) has bias_se < 5 (the
 #     largest |mean - exact| / standard error over the parameters) and a relative standard error below 0.05,
@@ -41,6 +42,13 @@ string(JSON entry_count LENGTH "${json}" estimators)
 if(NOT network_count EQUAL 3)
   message(FATAL_ERROR "results.json: expected the 3 default networks, got ${network_count}")
 endif()
+# The reference itself: the enumerated gradient agrees with central differences of the enumerated J.
+foreach(n RANGE 2)
+  string(JSON fd_error GET "${json}" networks ${n} exact_gradient_finite_difference_error)
+  if(NOT fd_error LESS 1e-6)
+    message(FATAL_ERROR "results.json: network ${n}'s exact gradient is ${fd_error} from central differences")
+  endif()
+endforeach()
 math(EXPR expected_entries "${network_count} * 11")
 if(NOT entry_count EQUAL expected_entries)
   message(FATAL_ERROR "results.json: expected ${expected_entries} entries (11 estimators x 3 networks), got ${entry_count}")
