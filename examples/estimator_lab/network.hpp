@@ -54,10 +54,10 @@ class BinaryNetwork {
         decoder_(spec.units, spec.classes, "decoder"),
         loss_(spec.classes) {
     if (spec.units < 1 || spec.units > kMaxUnits)
-      stoch::internal::fail("estimator_lab: a network needs 1 to " + std::to_string(kMaxUnits) +
-                            " binary units (2^n states are enumerated), got " + std::to_string(spec.units));
+      throw stoch::Error("estimator_lab: a network needs 1 to " + std::to_string(kMaxUnits) +
+                         " binary units (2^n states are enumerated), got " + std::to_string(spec.units));
     if (spec.inputs < 1 || spec.classes < 2 || spec.examples < 1)
-      stoch::internal::fail("estimator_lab: a network needs inputs >= 1, classes >= 2 and examples >= 1");
+      throw stoch::Error("estimator_lab: a network needs inputs >= 1, classes >= 2 and examples >= 1");
     Generator rng(spec.seed);
     encoder_.initialize(rng);
     decoder_.initialize(rng);
