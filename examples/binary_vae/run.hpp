@@ -33,8 +33,8 @@ inline std::string estimator_description(const std::string& name) {
 }
 
 struct RunOptions {
-  std::uint64_t steps = 20000;
-  std::uint64_t eval_every = 5000;
+  std::uint64_t steps = 100000;      ///< the default budget (README: about an hour for all estimators)
+  std::uint64_t eval_every = 10000;
   Index variance_repeats = 50;
   Index iw_samples = 100;
 };
