@@ -78,6 +78,38 @@ void check_weight_decay(const std::string& what, T coefficient) {
     fail(what + " must be finite and >= 0, got " + std::to_string(coefficient));
 }
 
+/// The checks an optimiser makes of a parameter before stepping it (`optimizer` names it in the message,
+/// e.g. "Sgd::step"). Builds a message only on failure: a step must not allocate.
+template <class T>
+void check_step_parameter(const char* optimizer, const Parameter<T>& p) {
+  auto where = [&] { return std::string(optimizer) + ": parameter '" + p.name + "'"; };
+  if (p.grad.rows() != p.value.rows() || p.grad.cols() != p.value.cols())
+    fail(where() + ": gradient is " + shape_string(p.grad.rows(), p.grad.cols()) + " but the value is " +
+         shape_string(p.value.rows(), p.value.cols()));
+  if (!(p.learning_rate_scale >= T(0)))
+    check_non_negative((where() + ": learning_rate_scale").c_str(), p.learning_rate_scale);
+  if (p.max_norm && !(*p.max_norm > T(0))) check_positive((where() + ": max_norm").c_str(), *p.max_norm);
+  check_weight_decay(where() + ": weight_decay", p.weight_decay);
+}
+
+/// For an optimiser whose update of entries [first, first + count) of `p` was not finite: throws naming the
+/// first non-finite gradient or value there, if any (and returns otherwise, for the caller's own message).
+/// `who` starts the message ("Sgd::step: parameter 'w'"), `state_note` says where the state left is told.
+template <class T>
+void refuse_non_finite_entry(const std::string& who, const Parameter<T>& p, Index first, Index count,
+                             const char* state_note) {
+  for (Index k = first; k < first + count; ++k) {
+    const T g = p.grad.data()[k], v = p.value.data()[k];
+    const auto entry = [&] {
+      return " at entry " + std::to_string(k) + " of " + shape_string(p.value.rows(), p.value.cols());
+    };
+    if (!std::isfinite(g))
+      fail(who + ": non-finite gradient " + std::to_string(g) + " (NaN or Inf)" + entry() +
+           "; nothing of it written (a diverged layer upstream? " + state_note + ")");
+    if (!std::isfinite(v)) fail(who + ": non-finite value " + std::to_string(v) + " (NaN or Inf)" + entry());
+  }
+}
+
 }  // namespace internal
 
 /// What `parameters()` returns: non-owning pointers, valid while the layer lives and is not moved.

@@ -95,7 +95,7 @@ class Adam {
       if (slot_[k] == kNoSlot)
         internal::fail("Adam::step: parameter '" + p.name +
                        "' became trainable after the optimiser was built (it has no moments)");
-      check_parameter(p);
+      internal::check_step_parameter("Adam::step", p);
       Parameter<T>& m = state_[slot_[k]];
       Parameter<T>& v = state_[slot_[k] + 1];
       if (m.value.rows() != p.value.rows() || m.value.cols() != p.value.cols()) {
@@ -160,18 +160,6 @@ class Adam {
     internal::check_positive("Adam: epsilon", o.epsilon);
   }
 
-  /// Only builds a message on failure: step() must not allocate.
-  static void check_parameter(const Parameter<T>& p) {
-    auto where = [&] { return "Adam::step: parameter '" + p.name + "'"; };
-    if (p.grad.rows() != p.value.rows() || p.grad.cols() != p.value.cols())
-      internal::fail(where() + ": gradient is " + internal::shape_string(p.grad.rows(), p.grad.cols()) +
-                     " but the value is " + internal::shape_string(p.value.rows(), p.value.cols()));
-    if (!(p.learning_rate_scale >= T(0)))
-      internal::check_non_negative((where() + ": learning_rate_scale").c_str(), p.learning_rate_scale);
-    if (p.max_norm && !(*p.max_norm > T(0)))
-      internal::check_positive((where() + ": max_norm").c_str(), *p.max_norm);
-    internal::check_weight_decay(where() + ": weight_decay", p.weight_decay);
-  }
 
   /// Algorithm 1's update of one parameter, chunk by chunk (see the class comment): the new m, v and value
   /// go to the buffers, are checked, then written; `step_size` = rate / (1 - beta1^t).
@@ -208,15 +196,7 @@ class Adam {
   /// the likely cause. Builds strings: called only on failure.
   [[noreturn]] static void refuse(const Parameter<T>& p, Index first, Index count) {
     const std::string who = "Adam::step: parameter '" + p.name + "'";
-    for (Index k = first; k < first + count; ++k) {
-      const T g = p.grad.data()[k], w = p.value.data()[k];
-      const std::string entry =
-          " at entry " + std::to_string(k) + " of " + internal::shape_string(p.value.rows(), p.value.cols());
-      if (!std::isfinite(g))
-        internal::fail(who + ": non-finite gradient " + std::to_string(g) + " (NaN or Inf)" + entry +
-                       "; nothing of it written (a diverged layer upstream? see Adam's comment for the state left)");
-      if (!std::isfinite(w)) internal::fail(who + ": non-finite value " + std::to_string(w) + " (NaN or Inf)" + entry);
-    }
+    internal::refuse_non_finite_entry(who, p, first, count, "see Adam's comment for the state left");
     internal::fail(who + ": the update or the squared gradient overflows (NaN or Inf) in entries " +
                    std::to_string(first) + " to " + std::to_string(first + count - 1) +
                    "; nothing of them written (gradients too large?)");

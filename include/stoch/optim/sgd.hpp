@@ -57,7 +57,7 @@ class Sgd {
     for (std::size_t k = 0; k < params_.size(); ++k) {
       Parameter<T>& p = *params_[k];
       if (!p.trainable) continue;
-      check_parameter(p);
+      internal::check_step_parameter("Sgd::step", p);
       size_velocity(p);
       update(p, options_.momentum, options_.learning_rate * p.learning_rate_scale);
       if (p.max_norm) apply_max_norm(p, *p.max_norm, norms_[k]);
@@ -96,18 +96,6 @@ class Sgd {
       internal::fail("Sgd: momentum must be in [0, 1), got " + std::to_string(options.momentum));
   }
 
-  /// Only builds a message on failure: step() must not allocate.
-  static void check_parameter(const Parameter<T>& p) {
-    auto where = [&] { return "Sgd::step: parameter '" + p.name + "'"; };
-    if (p.grad.rows() != p.value.rows() || p.grad.cols() != p.value.cols())
-      internal::fail(where() + ": gradient is " + internal::shape_string(p.grad.rows(), p.grad.cols()) +
-                     " but the value is " + internal::shape_string(p.value.rows(), p.value.cols()));
-    if (!(p.learning_rate_scale >= T(0)))
-      internal::check_non_negative((where() + ": learning_rate_scale").c_str(), p.learning_rate_scale);
-    if (p.max_norm && !(*p.max_norm > T(0)))
-      internal::check_positive((where() + ": max_norm").c_str(), *p.max_norm);
-    internal::check_weight_decay(where() + ": weight_decay", p.weight_decay);
-  }
 
   /// Entries per chunk of update(): the chunk's velocity, gradient and value (8 KB each) stay in L1 from
   /// one statement to the next. Why: docs/performance-notes.md#sgd-chunk.
@@ -143,18 +131,13 @@ class Sgd {
   /// and the likely cause. Builds strings: called only on failure.
   [[noreturn]] static void refuse(const Parameter<T>& p, Index first, Index count, T momentum, T rate) {
     const std::string who = "Sgd::step: parameter '" + p.name + "'";
+    internal::refuse_non_finite_entry(who, p, first, count, "see Sgd's comment for the state left");
     for (Index k = first; k < first + count; ++k) {
       const T g = p.grad.data()[k], v = p.value.data()[k];
-      const std::string entry =
-          " at entry " + std::to_string(k) + " of " + internal::shape_string(p.value.rows(), p.value.cols());
-      if (!std::isfinite(g))
-        internal::fail(who + ": non-finite gradient " + std::to_string(g) + " (NaN or Inf)" + entry +
-                       "; nothing of it written (a diverged layer upstream? see Sgd's comment for the state left)");
-      if (!std::isfinite(v))
-        internal::fail(who + ": non-finite value " + std::to_string(v) + " (NaN or Inf)" + entry);
       const T next = momentum * p.velocity.data()[k] - rate * (g + p.weight_decay * v);
       if (!std::isfinite(v + next))
-        internal::fail(who + ": the update makes the value non-finite (NaN or Inf)" + entry + " (value " +
+        internal::fail(who + ": the update makes the value non-finite (NaN or Inf) at entry " + std::to_string(k) +
+                       " of " + internal::shape_string(p.value.rows(), p.value.cols()) + " (value " +
                        std::to_string(v) + ", gradient " + std::to_string(g) + "; learning rate too large?)");
     }
     internal::fail(who + ": non-finite update (NaN or Inf)");  // not reached: all_finite found one above
