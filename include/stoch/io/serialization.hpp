@@ -378,8 +378,12 @@ void check_unique_names(const ParameterList<T>& params) {
   for (const auto& [name, where] : positions) {
     if (where.size() < 2) continue;
     duplicates += duplicates.empty() ? "'" : ", '";
-    duplicates += name + "' (parameters";
-    for (const std::size_t k : where) duplicates += " " + std::to_string(k);
+    duplicates += name;
+    duplicates += "' (parameters";
+    for (const std::size_t k : where) {  // appended piece by piece: gcc 12's -Wrestrict misfires on " " + s
+      duplicates += ' ';
+      duplicates += std::to_string(k);
+    }
     duplicates += ")";
   }
   if (!duplicates.empty())
