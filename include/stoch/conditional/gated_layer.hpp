@@ -1,6 +1,7 @@
 // stoch — the gated conditional layer of Sec. 5 (Figure 1): y_i = h_i H_i, where the gater network gives
 // h (`units x batch`) and the expert is affine, H = W x + b. Where h_i = 0 the expert unit is not computed
-// at all, in the forward and in the backward: that is the "conditional computation" of the paper.
+// at all, in the forward and in the backward: that is the "conditional computation" of the paper. A gate may
+// also govern a block of k consecutive units, y_i = h_{floor(i/k)} H_i (h then `units / k x batch`).
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include "stoch/conditional/expert_path.hpp"
 #include "stoch/core/error.hpp"
 #include "stoch/detail/active_set.hpp"
+#include "stoch/detail/block_kernels.hpp"
 #include "stoch/detail/sparse_kernels.hpp"
 #include "stoch/detail/sparse_plan.hpp"
 #include "stoch/layers/layer.hpp"
@@ -38,6 +40,13 @@ namespace stoch {
 /// contiguous, for the sparse kernels), as Parameter "<name>.W" with fan_in = FanIn::columns; the bias is
 /// "<name>.b", `units x 1`. parameters() lists the gater's parameters, then W, then b.
 ///
+/// Block gates (block() = k > 1): the gater maps `in` to `units / k` features and gate j scales the expert
+/// units jk .. jk + k - 1. Every estimator is unchanged: the gater receives dL/dh_j = sum over its block of
+/// dy_i H_i (the chain rule through y_i = h_j H_i), the skipping rules are the gate's traits as above, and
+/// the density is that of the open (block, example) pairs. The sparse path computes each block over the
+/// examples that open it as one small dense product (internal::block_expert_forward), reading the block's
+/// weights once per batch; list_layout() and visit_order() do not apply to it. k = 1 is the unit layer.
+///
 /// Lifetime: backward uses the gater's output buffer from the last forward; call it on the same object.
 template <Gate Gater>
 class GatedLayer {
@@ -47,6 +56,12 @@ class GatedLayer {
 
   /// The expert's weights and bias are copied (W transposed) from `expert`, a Linear from `in` to `units`.
   GatedLayer(Gater gater, const Linear<T>& expert, const std::string& name = "expert")
+      : GatedLayer(std::move(gater), expert, 1, name) {}
+
+  /// Block gates: each of the gater's `units / block` outputs governs `block` consecutive expert units. Throws
+  /// stoch::Error naming the layer when `block` < 1, does not divide the expert's `units`, or the gater does
+  /// not map `in` to `units / block` features.
+  GatedLayer(Gater gater, const Linear<T>& expert, Index block, const std::string& name = "expert")
       : gater_(std::move(gater)),
         weight_(name + ".W", expert.input_size(), expert.output_size()),
         bias_(name + ".b", expert.output_size(), 1),
@@ -55,8 +70,24 @@ class GatedLayer {
         input_what_(forward_what_ + ": input"),
         gater_output_what_(forward_what_ + ": gater output"),
         backward_what_(internal::where("GatedLayer", "backward", name)),
-        gradient_what_(backward_what_ + ": output gradient") {
-    if (gater_.input_size() != expert.input_size() || gater_.output_size() != expert.output_size())
+        gradient_what_(backward_what_ + ": output gradient"),
+        block_(block) {
+    if (block < 1)
+      internal::fail(internal::where("GatedLayer", "", name) + ": the block size must be at least 1, got " +
+                     std::to_string(block));
+    if (expert.output_size() % block != 0)
+      internal::fail(internal::where("GatedLayer", "", name) + ": the expert's " +
+                     std::to_string(expert.output_size()) + " units are not a multiple of the block size " +
+                     std::to_string(block));
+    if (block > 1 && (gater_.input_size() != expert.input_size() ||
+                      gater_.output_size() != expert.output_size() / block))
+      internal::fail(internal::where("GatedLayer", "", name) + ": the gater maps " +
+                     std::to_string(gater_.input_size()) + " -> " + std::to_string(gater_.output_size()) +
+                     " features but blocks of " + std::to_string(block) + " of the expert's " +
+                     std::to_string(expert.input_size()) + " -> " + std::to_string(expert.output_size()) +
+                     " units need a gater mapping " + std::to_string(expert.input_size()) + " -> " +
+                     std::to_string(expert.output_size() / block));
+    if (block == 1 && (gater_.input_size() != expert.input_size() || gater_.output_size() != expert.output_size()))
       internal::fail(internal::where("GatedLayer", "", name) + ": the gater maps " +
                      std::to_string(gater_.input_size()) + " -> " +
                      std::to_string(gater_.output_size()) + " features but the expert maps " +
@@ -69,6 +100,8 @@ class GatedLayer {
 
   Index input_size() const { return weight_.value.rows(); }
   Index output_size() const { return weight_.value.cols(); }
+  /// Number of consecutive expert units each gate governs (1: one gate per unit).
+  Index block() const noexcept { return block_; }
 
   /// x: `in x batch` -> y: `units x batch`.
   const Matrix<T>& forward(const MatrixCRef<T>& x, Context<T>& ctx) {
@@ -76,12 +109,17 @@ class GatedLayer {
     internal::check_rows(input_what_.c_str(), x.rows(), x.cols(), input_size());
     internal::check_batch(forward_what_.c_str(), x.cols());
     const Matrix<T>& h = gater_.forward(x, ctx);
-    internal::check_shape(gater_output_what_.c_str(), h.rows(), h.cols(), output_size(), x.cols());
+    internal::check_shape(gater_output_what_.c_str(), h.rows(), h.cols(), output_size() / block_, x.cols());
     gate_ = &h;
     trained_ = ctx.training();
     batch_ = x.cols();
 
     active_.count<T>(h);
+    if (block_ > 1) {
+      forward_blocks(x, h);
+      backward_ready_.remember(trained_);
+      return output_;
+    }
     const internal::ExpertPlan plan =
         internal::plan_expert<T>(active_, input_size(), path_, crossover_, layout_, order_);
     sparse_ = plan.sparse;
@@ -125,7 +163,9 @@ class GatedLayer {
     internal::check_shape(gradient_what_.c_str(), dy.rows(), dy.cols(), output_size(),
                           batch_);
     const Matrix<T>& h = *gate_;
-    if (sparse_) {
+    if (block_ > 1) {
+      backward_blocks(h, dy);
+    } else if (sparse_) {
       coefficients_.resize(static_cast<std::size_t>(active_.nonzeros()));
       // One pass over the open pairs gives dL/dH = h ⊙ dy and, when the expert ran sparse and the gate
       // takes it, dL/dh = dy ⊙ H (with a dense expert, gate_gradient() computes it).
@@ -240,6 +280,48 @@ class GatedLayer {
     return {input_.data(), input_size(), input_.cols(), Eigen::OuterStride<>(input_.rows())};
   }
 
+  /// The forward of block gates (block_ > 1): the block kernels at most `crossover_` open (block, example)
+  /// pairs (internal::block_path_sparse), else the dense product and the block mask; with a gate that needs
+  /// dL/dh at closed gates, training computes the dense expert, as for unit gates.
+  void forward_blocks(const MatrixCRef<T>& x, const Matrix<T>& h) {
+    sparse_ = internal::block_path_sparse(active_, path_, crossover_);
+    if (sparse_) active_.build_lists<T>(h, ListLayout::by_unit, VisitOrder::natural);
+    dense_expert_ = !sparse_ || (trained_ && closed_gates_get_gradient());
+    if (trained_) input_ = x;  // kept for dW = dH x^T (unpadded: the block kernels gather its columns)
+    if (dense_expert_) {
+      expert_.noalias() = weight_.value.transpose() * x;
+      expert_.colwise() += bias_.value.col(0);
+      internal::block_mask_product<T>(h, block_, expert_, output_);
+    } else {
+      open_expert_.resize(static_cast<std::size_t>(active_.nonzeros() * block_));
+      internal::block_expert_forward<T>(active_, block_, weight_.value, bias_.value.data(), x, h,
+                                        open_expert_.data(), output_, block_scratch_);
+    }
+  }
+
+  /// The expert's backward for block gates: dH = h ⊙ dy over the open blocks (block kernels) or everywhere
+  /// (dense path), then dW, db and the expert's share of dL/dx; dL/dh at the open pairs when the expert ran
+  /// sparse and the gate takes it (gate_gradient() computes it from a dense expert).
+  void backward_blocks(const Matrix<T>& h, const MatrixCRef<T>& dy) {
+    const MatrixCRef<T> input(input_);
+    if (sparse_) {
+      const bool gate_gradient_here = Gater::needs_output_gradient && !dense_expert_;
+      if (gate_gradient_here) gate_gradient_.setZero(h.rows(), h.cols());
+      if (input_gradient_needed_) input_gradient_.setZero(input_size(), dy.cols());
+      else input_gradient_.resize(0, 0);
+      internal::block_expert_backward<T>(active_, block_, weight_.value, input, h, dy,
+                                         gate_gradient_here ? open_expert_.data() : nullptr, weight_.grad,
+                                         bias_.grad.data(), gate_gradient_here ? &gate_gradient_ : nullptr,
+                                         input_gradient_needed_ ? &input_gradient_ : nullptr, block_scratch_);
+    } else {
+      internal::block_mask_product<T>(h, block_, dy, expert_gradient_);
+      weight_.grad.noalias() += input * expert_gradient_.transpose();
+      bias_.grad.col(0) += expert_gradient_.rowwise().sum();
+      if (input_gradient_needed_) input_gradient_.noalias() = weight_.value * expert_gradient_;
+      else input_gradient_.resize(0, 0);
+    }
+  }
+
   /// Whether closed gates receive dL/dh = dy ⊙ H (so H is needed at every gate in training).
   bool closed_gates_get_gradient() const noexcept {
     return Gater::needs_output_gradient && Gater::closed_gate_needs_gradient && !skip_closed_;
@@ -250,10 +332,12 @@ class GatedLayer {
   const Matrix<T>& gate_gradient(const Matrix<T>& h, const MatrixCRef<T>& dy) {
     if constexpr (!Gater::needs_output_gradient) {
       // Only ever holds zeros: written when the batch size changes.
-      if (gate_gradient_.rows() != dy.rows() || gate_gradient_.cols() != dy.cols())
-        gate_gradient_.setZero(dy.rows(), dy.cols());
+      if (gate_gradient_.rows() != h.rows() || gate_gradient_.cols() != h.cols())
+        gate_gradient_.setZero(h.rows(), h.cols());
     } else if (!dense_expert_) {
       // Already written by backward's pass over the open pairs (dy ⊙ H there, zeros elsewhere).
+    } else if (block_ > 1) {  // sum over each block of dy ⊙ H
+      internal::block_gate_gradient<T>(h, block_, dy, expert_, !closed_gates_get_gradient(), gate_gradient_);
     } else if (closed_gates_get_gradient()) {
       gate_gradient_.noalias() = dy.cwiseProduct(expert_);
     } else {
@@ -267,6 +351,7 @@ class GatedLayer {
   // The messages' prefixes (internal::where), built once so that a checked call allocates nothing.
   std::string name_, forward_what_, input_what_, gater_output_what_, backward_what_, gradient_what_;
   internal::TrainingForward backward_ready_;
+  Index block_ = 1;
   ExpertPath path_ = ExpertPath::automatic;
   double crossover_ = internal::kDefaultSparseCrossover;
   bool skip_closed_ = false;
@@ -280,6 +365,7 @@ class GatedLayer {
   bool input_gradient_needed_ = true;
   std::vector<T> coefficients_, open_expert_;  // flat, in the order of active_'s lists
   Matrix<T> input_, expert_, output_, expert_gradient_, gate_gradient_, input_gradient_, padded_gradient_;
+  internal::BlockScratch<T> block_scratch_;
 };
 
 }  // namespace stoch

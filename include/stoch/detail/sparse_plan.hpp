@@ -83,4 +83,15 @@ ExpertPlan plan_expert(const ActiveSet& active, Index in, ExpertPath path, doubl
   return plan;
 }
 
+/// Whether a block-gated layer (GatedLayer::block() > 1) computes a batch with the block kernels
+/// (stoch/detail/block_kernels.hpp): ExpertPath::sparse, or automatic with the density of open (block,
+/// example) pairs at most `crossover`, the layer's crossover(), kDefaultSparseCrossover unless set. At that
+/// density the block kernels do at most 35 % of the dense multiply-adds, as small dense products plus a copy
+/// of the open inputs (1 / k of those multiply-adds in loads and stores), so they win unless a small product
+/// runs below 35 % of the dense product's speed per multiply-add.
+/// Why, and what a measurement would change: docs/performance-notes.md#block-crossover.
+inline bool block_path_sparse(const ActiveSet& active, ExpertPath path, double crossover) noexcept {
+  return path == ExpertPath::sparse || (path == ExpertPath::automatic && active.density() <= crossover);
+}
+
 }  // namespace stoch::internal
