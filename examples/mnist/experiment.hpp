@@ -19,16 +19,22 @@ struct PaperRow {
   double train, valid, test;
 };
 
-/// One of the seven gaters of Figure 2.
+/// One gater: the seven of Figure 2, then the ones added after the paper (issue 40: gates not in it).
 struct VariantSpec {
   std::string name;   ///< command-line name, e.g. "straight-through"
-  std::string label;  ///< the paper's row label
-  int id;             ///< fixed index (0..6): selects the variant's random streams, whatever --variants says
-  PaperRow paper;
+  std::string label;  ///< the paper's row label (our own label for a variant not in the paper)
+  int id;             ///< fixed index: selects the variant's random streams, whatever --variants says
+  std::optional<PaperRow> paper;  ///< Figure 2's numbers; empty for a variant not in the paper
+  int cost_rank = 0;  ///< 0 = the most expensive to train: --threads starts the costly ones first
+
+  bool in_paper() const { return paper.has_value(); }
 };
 
-/// The seven variants, in the paper's order.
+/// Every variant: the seven of Figure 2 in the paper's order, then those not in the paper.
 const std::vector<VariantSpec>& all_variants();
+
+/// The seven of Figure 2 (the default of --variants).
+std::vector<VariantSpec> paper_variants();
 
 /// Settings shared by all variants (command line).
 struct Settings {
@@ -85,6 +91,8 @@ struct Settings {
   double st_gate_init_norm = 4.0;
   int eval_samples = 10;          ///< K of the "mean over K samples" test-time rule
   int timing_repeats = 3;         ///< evaluation timings: best of this many passes over the test set
+  /// Evaluate on the first N validation and test images only (quick runs and CI); 0: all 10,000 of each.
+  stoch::Index eval_limit = 0;
   std::filesystem::path out;      ///< checkpoints and results
   bool resume = false;
 };

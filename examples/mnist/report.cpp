@@ -26,6 +26,19 @@ std::string format(const char* pattern, double value) {
 
 std::string percent(double fraction) { return format("%.2f", 100 * fraction); }
 
+/// `text` inside a single-quoted gnuplot string, where a quote is written twice.
+std::string gnuplot_quoted(const std::string& text) {
+  std::string out;
+  for (const char c : text) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out;
+}
+
+/// The row label of the markdown tables: a variant not in the paper is marked (kNotInPaperNote).
+std::string label(const VariantSpec& v) { return v.in_paper() ? v.label : v.label + " †"; }
+constexpr const char* kNotInPaperNote =
+    "† not in the paper (issue 40): gates published after it, each in the place of the paper's gater named in "
+    "parentheses, with that variant's network and settings (CHOICES.md); no paper numbers to compare with.";
+
 /// Writes `text` to `path` through a temporary file and a rename (never a half-written result file).
 void write_file(const std::filesystem::path& path, const std::string& text) {
   const std::filesystem::path temporary = path.string() + ".tmp";
@@ -68,6 +81,7 @@ json variant_json(const VariantResult& v) {
                      {"gate_density", g.test_density}});
   return {{"name", v.spec.name},
           {"label", v.spec.label},
+          {"in_paper", v.spec.in_paper()},
           {"epochs", v.epochs},
           {"best_epoch", v.best_epoch},
           {"train_criterion", v.train_criterion},
@@ -90,10 +104,11 @@ json variant_json(const VariantResult& v) {
 json paper_json() {
   json rows = json::object();
   for (const VariantSpec& v : all_variants())
-    rows[v.name] = {{"label", v.label},
-                    {"train_criterion", v.paper.train},
-                    {"valid_error", v.paper.valid},
-                    {"test_error", v.paper.test}};
+    if (v.paper)
+      rows[v.name] = {{"label", v.label},
+                      {"train_criterion", v.paper->train},
+                      {"valid_error", v.paper->valid},
+                      {"test_error", v.paper->test}};
   return {{"source", "Bengio, Leonard, Courville (2013), Figure 2 (right), MNIST"}, {"variants", rows}};
 }
 
@@ -111,7 +126,7 @@ std::string measured_bound_table(const std::vector<VariantResult>& results) {
   for (const VariantResult& v : results) {
     if (v.eval_seconds_closed <= 0 || v.eval_seconds_sparse <= 0) continue;
     any = true;
-    out << "| " << v.spec.label << " | " << format("%.3f", v.eval_seconds_dense) << " | "
+    out << "| " << label(v.spec) << " | " << format("%.3f", v.eval_seconds_dense) << " | "
         << format("%.3f", v.eval_seconds_sparse) << " | " << format("%.3f", v.eval_seconds_closed) << " | "
         << format("%.2fx", v.eval_seconds_dense / v.eval_seconds_sparse) << " | "
         << format("%.2fx", v.eval_seconds_dense / v.eval_seconds_closed) << " |\n";
@@ -161,15 +176,20 @@ std::string figure2_table(const std::vector<VariantResult>& results) {
   out << "| gater | epochs (best) | train crit. | paper | valid % | paper | test % | paper | test gate density | "
          "eval dense s | eval skipping s | speed-up |\n"
          "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  bool added = false;
   for (const VariantResult& v : results) {
-    out << "| " << v.spec.label << " | " << v.epochs << " (" << v.best_epoch << ") | "
-        << format("%.1e", v.train_criterion) << " | " << format("%.1e", v.spec.paper.train) << " | "
-        << percent(v.valid_error) << " | " << percent(v.spec.paper.valid) << " | " << percent(v.test_error) << " | "
-        << percent(v.spec.paper.test) << " | " << format("%.3f", v.gate_density)
+    const std::optional<PaperRow>& paper = v.spec.paper;
+    added = added || !paper;
+    out << "| " << label(v.spec) << " | " << v.epochs << " (" << v.best_epoch << ") | "
+        << format("%.1e", v.train_criterion) << " | " << (paper ? format("%.1e", paper->train) : "–") << " | "
+        << percent(v.valid_error) << " | " << (paper ? percent(paper->valid) : "–") << " | "
+        << percent(v.test_error) << " | " << (paper ? percent(paper->test) : "–") << " | "
+        << format("%.3f", v.gate_density)
         << (v.units != 2000 ? " of " + std::to_string(v.units) : std::string()) << " | "
         << format("%.3f", v.eval_seconds_dense) << " | " << format("%.3f", v.eval_seconds_sparse) << " | "
         << format("%.2fx", v.eval_seconds_sparse > 0 ? v.eval_seconds_dense / v.eval_seconds_sparse : 0.0) << " |\n";
   }
+  if (added) out << "\n" << kNotInPaperNote << "\n";
   return out.str();
 }
 
@@ -181,11 +201,12 @@ void write_results(const std::filesystem::path& out, const std::vector<VariantRe
                         {"hardware_threads", info.hardware_threads}, {"threads", info.threads},
                         {"compiler", info.compiler}, {"eigen", info.eigen},
                         {"wall_seconds", info.wall_seconds}, {"command", info.command_line}};
-  const json run = {{"epochs", settings.epochs},           {"seed", settings.seed},
-                    {"train_limit", settings.train_limit}, {"batch", settings.batch},
-                    {"eval_batch", settings.eval_batch},   {"learning_rate", settings.learning_rate},
-                    {"target_density", settings.target_density}, {"max_norm", settings.max_norm},
-                    {"eval_samples", settings.eval_samples}};
+  json run = {{"epochs", settings.epochs},           {"seed", settings.seed},
+              {"train_limit", settings.train_limit}, {"batch", settings.batch},
+              {"eval_batch", settings.eval_batch},   {"learning_rate", settings.learning_rate},
+              {"target_density", settings.target_density}, {"max_norm", settings.max_norm},
+              {"eval_samples", settings.eval_samples}};
+  if (settings.eval_limit > 0) run["eval_limit"] = settings.eval_limit;  // (only when used)
   const json document = {{"variants", variants}, {"paper", paper_json()}, {"machine", machine}, {"settings", run}};
   write_file(out / "results.json", document.dump(2) + "\n");
 
@@ -200,7 +221,8 @@ void write_results(const std::filesystem::path& out, const std::vector<VariantRe
      << format("%.0f", 100 * settings.target_density)
      << "% gate density (App. A.3). Gate density: fraction of gates open on the test set (the sigmoid "
         "baselines have 200 units, all open: the same compute as 10% of 2000). Evaluation times: the "
-        "10,000 test images, batches of "
+     << (settings.eval_limit > 0 ? "first " + std::to_string(settings.eval_limit) : std::string("10,000"))
+     << " test images, batches of "
      << settings.eval_batch << ", best of " << settings.timing_repeats
      << " passes, dense product vs skipping closed gates.\n\n"
      << figure2_table(results) << "\n";
@@ -224,7 +246,7 @@ void write_results(const std::filesystem::path& out, const std::vector<VariantRe
         "| gater | rule | valid % | test % | test gate density |\n|---|---|---|---|---|\n";
   for (const VariantResult& v : results)
     for (const GateRuleResult& g : v.gate_rules)
-      md << "| " << v.spec.label << " | " << g.rule << " | " << percent(g.valid_error) << " | "
+      md << "| " << label(v.spec) << " | " << g.rule << " | " << percent(g.valid_error) << " | "
          << percent(g.test_error) << " | " << format("%.3f", g.test_density) << " |\n";
 
   md << "\n## Diagnostics at the reported epoch (validation set)\n\n"
@@ -233,7 +255,7 @@ void write_results(const std::filesystem::path& out, const std::vector<VariantRe
   for (const VariantResult& v : results) {
     if (v.best_epoch == 0) continue;
     const EpochRecord& r = v.curve[static_cast<std::size_t>(v.best_epoch - 1)];
-    md << "| " << v.spec.label << " | " << percent(r.valid_error) << " | " << percent(r.valid_error_stochastic)
+    md << "| " << label(v.spec) << " | " << percent(r.valid_error) << " | " << percent(r.valid_error_stochastic)
        << " | " << format("%.3f", r.train_density) << " | "
        << (r.indecisive ? format("%.3f", *r.indecisive) : std::string("–")) << " | "
        << (r.threshold ? format("%.4g", *r.threshold) : std::string("–")) << " | " << format("%.0f", r.dead_units)
@@ -264,7 +286,7 @@ std::string plot_learning_curves(const std::filesystem::path& out, const std::ve
   std::string plot = "plot ";
   for (std::size_t k = 0; k < results.size(); ++k)
     plot += (k ? ", " : "") + std::string("'learning_curves.dat' index ") + std::to_string(k) +
-            " with linespoints title '" + results[k].spec.label + "'";
+            " with linespoints title '" + gnuplot_quoted(label(results[k].spec)) + "'";
   script << "set terminal svg size 900,600 dynamic\nset output 'learning_curves.svg'\n" << plot << "\n";
   script << "set terminal pngcairo size 900,600\nset output 'learning_curves.png'\n" << plot << "\n";
   write_file(out / "learning_curves.gp", script.str());

@@ -15,6 +15,8 @@
 #include <vector>
 
 #include <stoch/conditional/gated_layer.hpp>
+#include <stoch/core/samples.hpp>
+#include <stoch/gates/anneal.hpp>
 #include <stoch/gates/threshold.hpp>
 #include <stoch/graph/sequential.hpp>
 #include <stoch/io/serialization.hpp>
@@ -47,6 +49,12 @@ struct VariantConfig {
   /// Gate probability from what the gate exposes (its score, or its output for the sigmoid baselines), for
   /// the decisiveness diagnostic; empty when it is not defined (the noise-free rectifier).
   std::function<double(double)> probability;
+  /// Samples per example in training (K tiled copies of the batch, core/samples.hpp), for the gates that
+  /// learn from the K losses of each example (ReinforceLoo, DisArm); 1: one sample, as every gate of the paper.
+  Index samples = 1;
+  bool antithetic = false;  ///< the K = 2 samples are antithetic pairs (one uniform u, and 1 - u: DisArm)
+  /// The gate's temperature as a function of the training step (GumbelSigmoid); empty: the gate's own.
+  std::optional<stoch::Anneal<T>> temperature;
   std::vector<std::pair<std::string, std::string>> settings;
 };
 
@@ -190,6 +198,10 @@ class Trainer {
     // A function of the epoch only (not of the budget), so that --epochs N --resume extends a run exactly.
     sgd_.set_learning_rate(static_cast<T>(s_.learning_rate * std::pow(s_.learning_rate_decay, r.epoch - 1)));
     stoch::Context<T> ctx(stoch::Mode::train, train_rng_);
+    // K samples per example: the network sees K tiled copies of the batch (K * batch columns) and the loss
+    // layer writes one loss per column into ctx.example_loss, which the gate pairs up by example.
+    const Index tiles = config_.samples;
+    if (tiles > 1) ctx.set_samples(tiles, config_.antithetic);
     const auto start = Clock::now();
     auto last_status = start;
     double loss_sum = 0, penalty_sum = 0, density_sum = 0, units_sum = 0;
@@ -202,9 +214,18 @@ class Trainer {
       // A NaN or Inf (refused by a gate as a pre-activation, by the loss layer as a loss) stops training
       // here, naming the epoch and the batch; checkpoints are written only after a whole epoch, so the last
       // good one stays intact.
+      if constexpr (requires(G& g) { g.set_temperature(T(1)); })
+        if (config_.temperature)  // a function of the step in the whole run, so that --resume follows it
+          gate().set_temperature((*config_.temperature)(static_cast<std::uint64_t>((r.epoch - 1) * batches + b)));
       T loss;
       try {
-        loss = loss_.forward(net_.forward(xb_, ctx), yb_, ctx);
+        if (tiles > 1) {
+          stoch::tile_samples(xb_, tiles, tiled_x_);
+          tiled_labels_ = stoch::tile_labels(yb_, tiles);
+          loss = loss_.forward(net_.forward(tiled_x_, ctx), tiled_labels_, ctx);
+        } else {
+          loss = loss_.forward(net_.forward(xb_, ctx), yb_, ctx);
+        }
       } catch (const stoch::Error& e) {
         throw stoch::Error("training stopped at epoch " + std::to_string(r.epoch) + ", batch " +
                            std::to_string(b + 1) + " of " + std::to_string(batches) + ": " + e.what());
@@ -266,10 +287,15 @@ class Trainer {
 
   /// Runs the network over `set` in evaluation batches. Mode::eval: the deterministic network (App. A.3);
   /// Mode::train with `samples` K >= 1: the stochastic network, softmax outputs averaged over K samples
-  /// (noise from the variant's evaluation stream, restarted at every pass).
+  /// (noise from the variant's evaluation stream, restarted at every pass). A gate trained on tiled samples
+  /// (config_.samples = S > 1) samples only in that layout: each stochastic forward runs S tiled copies of
+  /// the batch and gives S samples of every example (for DisArm an antithetic pair, each of the two a
+  /// sample of the gate's distribution), of which the first K are used.
   Pass evaluate(const stoch::LabeledImages<T>& set, stoch::Mode mode, int samples = 1) {
     stoch::Generator rng(s_.seed, stream_of(spec_.id, kEvalStream));
     stoch::Context<T> ctx(mode, rng);
+    const Index tiles = mode == stoch::Mode::train ? config_.samples : 1;
+    if (tiles > 1) ctx.set_samples(tiles, config_.antithetic);
     Pass pass;
     pass.unit_open.assign(static_cast<std::size_t>(config_.units), 0);
     const Index n = set.size();
@@ -278,10 +304,22 @@ class Trainer {
       const auto x = set.images.middleCols(first, count);
       const std::span<const int> labels(set.labels.data() + first, static_cast<std::size_t>(count));
       mean_probabilities_.setZero(10, count);
-      for (int k = 0; k < samples; ++k) {
-        eval_loss_.forward(net_.forward(x, ctx), labels, ctx);
-        mean_probabilities_ += eval_loss_.probabilities();
-        gate_statistics(pass, count, mode == stoch::Mode::eval);
+      if (tiles > 1) {
+        for (int k = 0; k < samples; k += static_cast<int>(tiles)) {
+          stoch::tile_samples(x, tiles, tiled_x_);
+          tiled_labels_ = stoch::tile_labels(labels, tiles);
+          eval_loss_.forward(net_.forward(tiled_x_, ctx), tiled_labels_, ctx);
+          const Index used = std::min<Index>(tiles, samples - k);
+          const Matrix<T>& probabilities = eval_loss_.probabilities();
+          for (Index j = 0; j < used; ++j) mean_probabilities_ += probabilities.middleCols(j * count, count);
+          gate_statistics(pass, count, false, used * count);
+        }
+      } else {
+        for (int k = 0; k < samples; ++k) {
+          eval_loss_.forward(net_.forward(x, ctx), labels, ctx);
+          mean_probabilities_ += eval_loss_.probabilities();
+          gate_statistics(pass, count, mode == stoch::Mode::eval);
+        }
       }
       pass.errors += stoch::count_errors<T>(mean_probabilities_, labels);
       pass.examples += count;
@@ -289,8 +327,11 @@ class Trainer {
     return pass;
   }
 
-  void gate_statistics(Pass& pass, Index count, bool deterministic) {
-    const Matrix<T>& h = gate().output();
+  /// Counts the open gates of the last forward: its first `columns` columns (all when 0: a tiled stochastic
+  /// pass counts only the samples it uses), and per unit those of the first `count` (one sample of each example).
+  void gate_statistics(Pass& pass, Index count, bool deterministic, Index columns = 0) {
+    const Matrix<T>& all = gate().output();
+    const auto h = all.leftCols(columns > 0 ? columns : all.cols());
     for (Index j = 0; j < count; ++j)
       for (Index i = 0; i < h.rows(); ++i) pass.unit_open[static_cast<std::size_t>(i)] += h(i, j) != T(0);
     pass.open += static_cast<double>((h.array() != T(0)).count());
@@ -298,7 +339,7 @@ class Trainer {
     pass.unit_fraction_sum += layer().active_unit_fraction();
     pass.batches += 1;
     if (!config_.probability || !deterministic) return;
-    const Matrix<T>* signal = &h;
+    const Matrix<T>* signal = &all;  // deterministic passes count every column
     if constexpr (stoch::Thresholded<G>) signal = &gate().scores();
     for (Index k = 0; k < signal->size(); ++k) {
       const double p = config_.probability(signal->data()[k]);
@@ -461,6 +502,7 @@ class Trainer {
   /// --sts-momentum, or --max-norm for straight-through) leaves its checkpoints resumable.
   std::uint64_t settings_hash() const {
     std::string text = std::to_string(s_.target_density) + "|" + std::to_string(s_.eval_batch);
+    if (s_.eval_limit > 0) text += "|eval_limit=" + std::to_string(s_.eval_limit);  // it changes the best epoch
     for (const auto& [k, v] : config_.settings) text += "|" + k + "=" + v;
     return stoch::fnv1a64(text) >> 1;
   }
@@ -543,8 +585,8 @@ class Trainer {
   std::vector<stoch::Parameter<T>> best_;
   std::vector<EpochRecord> curve_;
   int best_epoch_ = 0;
-  Matrix<T> xb_, mean_probabilities_;
-  std::vector<int> yb_;
+  Matrix<T> xb_, mean_probabilities_, tiled_x_;
+  std::vector<int> yb_, tiled_labels_;
   std::vector<Index> order_;
   std::vector<T> scores_;
   Index timing_sink_ = 0;

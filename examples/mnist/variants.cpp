@@ -1,12 +1,18 @@
 // The seven gaters of Figure 2 with the settings of App. A (see README.md for every choice the paper
-// leaves open). Each variant is one row of the table kVariants below, and one instantiation of Trainer<Gate>.
+// leaves open), and three gaters not in the paper (issue 40: DisARM and REINFORCE leave-one-out in the SBN
+// variant's place, the straight-through Gumbel-sigmoid in straight-through's). Each variant is one row of
+// the table kVariants below, and one instantiation of Trainer<Gate>.
 #include <cmath>
 #include <string>
 
 #include <stoch/core/error.hpp>
 #include <stoch/core/math.hpp>
+#include <stoch/gates/anneal.hpp>
+#include <stoch/gates/arm.hpp>
+#include <stoch/gates/gumbel_sigmoid.hpp>
 #include <stoch/gates/noisy_rectifier.hpp>
 #include <stoch/gates/noisy_sigmoid.hpp>
+#include <stoch/gates/reinforce_loo.hpp>
 #include <stoch/gates/stochastic_binary.hpp>
 #include <stoch/gates/stochastic_times_smooth.hpp>
 #include <stoch/gates/straight_through.hpp>
@@ -32,6 +38,12 @@ constexpr double kL1Band = 0.01;             // App. A.1: adapt when outside tar
 constexpr double kSigmoidNoiseStd = 1.0;     // Baseline Sigmoid+Noise: as the noisy rectifier's (App. A.4)
 constexpr T kBetaNoiseBeta = T(40.1);        // App. A.2
 constexpr Index kUnits = 2000, kBaselineUnits = 200;
+// The variants not in the paper (CHOICES.md, "Variants not in the paper").
+constexpr Index kScoreFunctionSamples = 2;    // rloo and disarm: two losses per example (DisARM's pair)
+// gumbel-st: Jang et al. (2017)'s schedule tau = max(0.5, exp(-r t)), r = 1e-5, updated every 500 steps;
+// 50 epochs of 1,562 steps reach the floor in epoch 45.
+constexpr double kGumbelStart = 1.0, kGumbelRate = 1e-5, kGumbelFloor = 0.5;
+constexpr std::uint64_t kGumbelEvery = 500;
 
 std::string str(double v) {
   char text[32];
@@ -213,28 +225,137 @@ TrainedVariant baseline_sigmoid(const VariantSpec& spec, const Settings& s, cons
   return sigmoid_baseline(spec, s, data, progress, 0.0);
 }
 
+// ------------------------------------------------------------------ the variants not in the paper
+
+/// SBN's settings (sigmoid_gate_config, the SBN gater's learning rate and max-norm, its KL strength) for a
+/// score-function gater that learns from K tiled samples of each example.
+VariantConfig score_function_config(const Settings& s, const stoch::KlSparsity<T>& sparsity, bool antithetic) {
+  VariantConfig config = sigmoid_gate_config(s, sparsity);
+  config.gater_learning_rate_scale = s.sbn_gater_learning_rate / s.learning_rate;
+  config.max_norm = s.sbn_max_norm;
+  config.samples = kScoreFunctionSamples;
+  config.antithetic = antithetic;
+  config.settings.push_back({"samples_per_example", std::to_string(kScoreFunctionSamples) +
+                                                        (antithetic ? " (antithetic pair: u and 1 - u)"
+                                                                    : " (independent)")});
+  return config;
+}
+
+/// DisARM (Dong, Mnih & Tucker 2020) in SBN's place: the same network and settings, trained on antithetic
+/// pairs of samples of every example. The pair must see the same pre-activations, so the input dropout
+/// (a sampled layer below the gate) is off whatever --input-dropout says.
+TrainedVariant disarm(const VariantSpec& spec, const Settings& s, const stoch::Mnist<T>& data,
+                      const Progress& progress) {
+  const stoch::KlSparsity<T> sparsity = kl(s, kSbnKlStrength);
+  VariantConfig config = score_function_config(s, sparsity, true);
+  config.input_dropout = 0;
+  config.settings.push_back({"estimator", "DisARM: 1/2 (f(b) - f(b~)) 1[b_i != b~_i] (-1)^b~_i sigm(|a_i|)"});
+  return train(spec, s, std::move(config), stoch::DisArm<T>(kUnits, {.kl = sparsity}, "gate"), data, progress);
+}
+
+/// REINFORCE with the leave-one-out baseline (Kool et al. 2019) in SBN's place, K = 2 independent samples.
+TrainedVariant reinforce_loo(const VariantSpec& spec, const Settings& s, const stoch::Mnist<T>& data,
+                             const Progress& progress) {
+  const stoch::KlSparsity<T> sparsity = kl(s, kSbnKlStrength);
+  VariantConfig config = score_function_config(s, sparsity, false);
+  config.settings.push_back({"estimator", "(h - p)(L_k - mean of the example's other samples' L)"});
+  return train(spec, s, std::move(config), stoch::ReinforceLoo<T>(kUnits, {.kl = sparsity}, "gate"), data,
+               progress);
+}
+
+/// The straight-through Gumbel-sigmoid with Eq. 14's KL penalty on p = sigm(a) = P(h = 1), which every
+/// other sigmoid gater of the example has and stoch::GumbelSigmoid does not take: its backward adds
+/// d(Eq. 14)/da to the gate's dL/da = dL/dh y (1 - y) / tau, and its forward keeps p.
+class GumbelStraightThroughKl : public stoch::GumbelSigmoidStraightThrough<T> {
+  using Base = stoch::GumbelSigmoidStraightThrough<T>;
+
+ public:
+  GumbelStraightThroughKl(Index units, stoch::GumbelSigmoidOptions<T> options, const stoch::KlSparsity<T>& kl,
+                          std::string name)
+      : Base(units, options, std::move(name)), kl_(kl) {
+    kl_.validate();
+  }
+
+  const Matrix<T>& forward(const stoch::MatrixCRef<T>& a, stoch::Context<T>& ctx) {
+    const Matrix<T>& h = Base::forward(a, ctx);
+    if (ctx.training()) {
+      p_.resize(a.rows(), a.cols());
+      p_.array() = stoch::sigmoid(a.array());
+    }
+    return h;
+  }
+
+  const Matrix<T>& backward(const stoch::MatrixCRef<T>& dh, stoch::Context<T>& ctx) {
+    Base::backward(dh, ctx);
+    kl_.add_gradient_wrt_pre_activation(p_, this->input_gradient_);
+    return this->input_gradient_;
+  }
+
+  /// Eq. 14 on the last training forward's p.
+  T sparsity_penalty() const { return p_.cols() > 0 ? kl_.value(p_) : T(0); }
+
+ private:
+  stoch::KlSparsity<T> kl_;
+  Matrix<T> p_;
+};
+
+/// The straight-through Gumbel-sigmoid (Jang et al. 2017; Maddison et al. 2017) in straight-through's place:
+/// the same network and settings (gater learning rate, momentum, max-norm, gate initial norm, input
+/// dropout, KL strength), the hard sample 1[a + l > 0] forward and the relaxed sample's derivative backward,
+/// with its temperature annealed.
+TrainedVariant gumbel_straight_through(const VariantSpec& spec, const Settings& s, const stoch::Mnist<T>& data,
+                                       const Progress& progress) {
+  const stoch::KlSparsity<T> sparsity = kl(s, kStKlStrength);
+  VariantConfig config = sigmoid_gate_config(s, sparsity);
+  config.gater_learning_rate_scale = s.st_gater_learning_rate / s.learning_rate;
+  config.momentum = s.momentum_st;
+  config.max_norm = s.st_max_norm;
+  config.gate_init_norm = s.st_gate_init_norm;
+  config.input_dropout = s.st_input_dropout;
+  config.temperature = stoch::Anneal<T>::exponential_decay(static_cast<T>(kGumbelStart), static_cast<T>(kGumbelRate),
+                                                           static_cast<T>(kGumbelFloor), kGumbelEvery);
+  config.settings.push_back({"estimator", "h = 1[a + l > 0] (l logistic), dL/da = dL/dh y (1 - y) / tau, "
+                                          "y = sigm((a + l) / tau)"});
+  config.settings.push_back({"temperature", "max(" + str(kGumbelFloor) + ", " + str(kGumbelStart) + " exp(-" +
+                                                str(kGumbelRate) + " t)), t the training step, updated every " +
+                                                std::to_string(kGumbelEvery) + " steps"});
+  config.settings.push_back({"kl_gradient", "exact (through sigm'(a))"});
+  return train(spec, s, std::move(config),
+               GumbelStraightThroughKl(kUnits, {.temperature = static_cast<T>(kGumbelStart)}, sparsity, "gate"),
+               data, progress);
+}
+
 // Trainer calibrates the test-time threshold (App. A.3) of every stochastic gate; the sigmoid baselines have
 // none (they never close a gate) and are evaluated as they are.
 static_assert(stoch::Thresholded<stoch::NoisyRectifier<T>> && stoch::Thresholded<stoch::StraightThrough<T>> &&
               stoch::Thresholded<stoch::StochasticTimesSmooth<T>> && stoch::Thresholded<stoch::StochasticBinary<T>>);
 static_assert(!stoch::Thresholded<stoch::NoisySigmoid<T>>);
+static_assert(stoch::Thresholded<stoch::DisArm<T>> && stoch::Thresholded<stoch::ReinforceLoo<T>> &&
+              stoch::Thresholded<GumbelStraightThroughKl> && stoch::Gate<GumbelStraightThroughKl>);
 
-/// One row per gater of Figure 2, in the paper's order: command-line name, the paper's label, the fixed id
-/// that selects the variant's random streams (stream_of in trainer.hpp), the paper's numbers (training
-/// criterion, valid and test error), and the function that builds the gate with its settings and trains it.
+/// One row per gater: those of Figure 2 in the paper's order, then those not in the paper. Command-line name,
+/// label, the fixed id that selects the variant's random streams (stream_of in trainer.hpp: a new variant
+/// takes a new id, so that the others' streams never move), the paper's numbers (training criterion, valid
+/// and test error; none for a variant not in the paper), the rank of its training cost (0: the most
+/// expensive), and the function that builds the gate with its settings and trains it.
 struct VariantRow {
   VariantSpec spec;
   TrainedVariant (*run)(const VariantSpec&, const Settings&, const stoch::Mnist<T>&, const Progress&);
 };
 
 const VariantRow kVariants[] = {
-    {{"noisy-rectifier", "Noisy Rectifier", 0, {6.7e-4, 0.0152, 0.0187}}, noisy_rectifier},
-    {{"straight-through", "Straight-through", 1, {3.3e-3, 0.0142, 0.0139}}, straight_through},
-    {{"sts", "Smooth Times Stoch.", 2, {4.4e-3, 0.0186, 0.0196}}, smooth_times_stochastic},
-    {{"sbn", "Stoch. Binary Neuron", 3, {9.9e-3, 0.0178, 0.0189}}, stochastic_binary},
-    {{"baseline-rectifier", "Baseline Rectifier", 4, {6.3e-5, 0.0166, 0.0160}}, baseline_rectifier},
-    {{"baseline-sigmoid-noise", "Baseline Sigmoid+Noise", 5, {1.8e-3, 0.0188, 0.0187}}, baseline_sigmoid_noise},
-    {{"baseline-sigmoid", "Baseline Sigmoid", 6, {3.2e-3, 0.0197, 0.0192}}, baseline_sigmoid},
+    {{"noisy-rectifier", "Noisy Rectifier", 0, PaperRow{6.7e-4, 0.0152, 0.0187}, 5}, noisy_rectifier},
+    {{"straight-through", "Straight-through", 1, PaperRow{3.3e-3, 0.0142, 0.0139}, 3}, straight_through},
+    {{"sts", "Smooth Times Stoch.", 2, PaperRow{4.4e-3, 0.0186, 0.0196}, 2}, smooth_times_stochastic},
+    {{"sbn", "Stoch. Binary Neuron", 3, PaperRow{9.9e-3, 0.0178, 0.0189}, 4}, stochastic_binary},
+    {{"baseline-rectifier", "Baseline Rectifier", 4, PaperRow{6.3e-5, 0.0166, 0.0160}, 6}, baseline_rectifier},
+    {{"baseline-sigmoid-noise", "Baseline Sigmoid+Noise", 5, PaperRow{1.8e-3, 0.0188, 0.0187}, 7},
+     baseline_sigmoid_noise},
+    {{"baseline-sigmoid", "Baseline Sigmoid", 6, PaperRow{3.2e-3, 0.0197, 0.0192}, 8}, baseline_sigmoid},
+    // Not in the paper: K = 2 samples per example make disarm and rloo the costliest to train.
+    {{"disarm", "DisARM (as SBN)", 7, std::nullopt, 0}, disarm},
+    {{"rloo", "REINFORCE LOO, K = 2 (as SBN)", 8, std::nullopt, 1}, reinforce_loo},
+    {{"gumbel-st", "Gumbel-sigmoid ST (as ST)", 9, std::nullopt, 3}, gumbel_straight_through},
 };
 
 }  // namespace
@@ -246,6 +367,13 @@ const std::vector<VariantSpec>& all_variants() {
     return specs;
   }();
   return variants;
+}
+
+std::vector<VariantSpec> paper_variants() {
+  std::vector<VariantSpec> specs;
+  for (const VariantSpec& v : all_variants())
+    if (v.in_paper()) specs.push_back(v);
+  return specs;
 }
 
 TrainedVariant run_variant(const VariantSpec& spec, const Settings& s, const stoch::Mnist<T>& data,
