@@ -80,9 +80,10 @@ void check_against_definition(double tolerance) {
         CHECK(layer.last_forward_dense() == (!layer.last_batch_sparse() || (Needs && Closed)));
         CHECK(layer.density() == Approx(density).margin(0.5 / static_cast<double>(mask.size())));
 
-        // The definition with plain Eigen (W stored transposed): y_i = h_{i/k} (W x + b)_i.
-        const Matrix<T>& wt = layer.expert_weight().value;
-        const Matrix<T> H = (wt.transpose() * x).colwise() + layer.expert_bias().value.col(0);
+        // The definition with plain Eigen (a block layer stores W as `units x in`): y_i = h_{i/k} (W x + b)_i.
+        const Matrix<T>& w = layer.expert_weight().value;
+        REQUIRE(w.rows() == s.units);
+        const Matrix<T> H = (w * x).colwise() + layer.expert_bias().value.col(0);
         const auto& gate_input = layer.gater().template get<0>();
         const Matrix<T> h = mask.cwiseProduct((gate_input.weight().value * x).colwise() + gate_input.bias().value.col(0));
         const Matrix<T> hx = expand(h, s.k);
@@ -90,7 +91,7 @@ void check_against_definition(double tolerance) {
         if (s.k == 16 || density == 0.0) CHECK((y.array() != T(0)).count() <= s.k * (mask.array() != T(0)).count());
 
         const Matrix<T> dH = hx.cwiseProduct(dy);
-        CHECK(test::relative_error(layer.expert_weight().grad, Matrix<T>(x * dH.transpose())) <= tolerance);
+        CHECK(test::relative_error(layer.expert_weight().grad, Matrix<T>(dH * x.transpose())) <= tolerance);
         CHECK(test::relative_error(layer.expert_bias().grad, Matrix<T>(dH.rowwise().sum())) <= tolerance);
         Matrix<T> dh = block_sums(Matrix<T>(dy.cwiseProduct(H)), s.k);
         if (!Needs) dh.setZero();
@@ -98,7 +99,7 @@ void check_against_definition(double tolerance) {
         CHECK(test::relative_error(layer.gater().last().received(), dh) <= tolerance);
         const Matrix<T> da = mask.cwiseProduct(dh);
         CHECK(test::relative_error(gate_input.weight().grad, Matrix<T>(da * x.transpose())) <= tolerance);
-        const Matrix<T> dx_expected = wt * dH + gate_input.weight().value.transpose() * da;
+        const Matrix<T> dx_expected = w.transpose() * dH + gate_input.weight().value.transpose() * da;
         CHECK(test::relative_error(dx, dx_expected) <= tolerance);
 
         // Evaluation skips for every gate: the sparse path never computes the dense expert there.
@@ -203,7 +204,7 @@ void check_paths_agree(MakeGate gate) {
     Generator rng(77);
     Context<double> ctx(Mode::train, rng);
     const Matrix<double> h = fresh.gater().forward(x, ctx);
-    const Matrix<double> H = (sparse.expert_weight().value.transpose() * x).colwise() + sparse.expert_bias().value.col(0);
+    const Matrix<double> H = (sparse.expert_weight().value * x).colwise() + sparse.expert_bias().value.col(0);
     CHECK(test::relative_error(y[1], Matrix<double>(expand(h, s.k).cwiseProduct(H))) <= 1e-12);
     CHECK(sparse.density() > 0.0);
   }
@@ -312,7 +313,7 @@ double exact_expected_loss(GatedLayer<SbnGater>& layer, const Vector<double>& x,
   const Vector<double> p = (gate_input.weight().value * x + gate_input.bias().value.col(0)).unaryExpr([](double a) {
     return sigmoid(a);
   });
-  const Vector<double> H = layer.expert_weight().value.transpose() * x + layer.expert_bias().value.col(0);
+  const Vector<double> H = layer.expert_weight().value * x + layer.expert_bias().value.col(0);
   double expected = 0;
   for (int state = 0; state < (1 << kSbnBlocks); ++state) {
     double probability = 1;
@@ -405,4 +406,103 @@ TEST_CASE("block GatedLayer with SBN gates: the gradient estimate is unbiased (e
                 static_cast<int>(path), resolved_gater, static_cast<int>(kSbnBlocks * (kSbnIn + 1)));
     CHECK(resolved_gater >= 3);  // the test can tell a wrong sign or a missing factor from the truth
   }
+}
+
+namespace {
+
+template <class T>
+using StackGater = Sequential<Linear<T>, Tanh<T>, Linear<T>, test::MaskGate<T, true, false>>;
+
+/// An N -> N block-gated layer whose gater is N -> M tanh -> N / k gates (fixed masks); `skip_gater_zeros`
+/// turns on the gater's first Linear's zero skipping (for a layer whose input is a gated layer's output).
+template <class T>
+GatedLayer<StackGater<T>> stack_layer(Index n, Index m, Index k, const Matrix<T>& mask, ExpertPath path,
+                                      bool skip_gater_zeros, std::uint64_t seed, const std::string& name) {
+  Generator rng(seed);
+  Linear<T> first(n, m, rng, name + ".g1");
+  Linear<T> second(m, n / k, rng, name + ".g2");
+  second.bias().value.setConstant(T(0.5));
+  Linear<T> expert(n, n, rng, name);
+  expert.bias().value = test::random_matrix<T>(n, 1, seed + 1);
+  if (skip_gater_zeros) first.set_zero_skipping(ZeroSkipping::always);
+  GatedLayer<StackGater<T>> layer(
+      StackGater<T>(first, Tanh<T>(m), second, test::MaskGate<T, true, false>(n / k, mask)), expert, k, name);
+  layer.set_path(path);
+  return layer;
+}
+
+/// One layer's forward written out: y = expand(mask ⊙ (G2 tanh(G1 x + c1) + c2)) ⊙ (W x + b).
+template <class T>
+Matrix<T> stack_layer_definition(const GatedLayer<StackGater<T>>& layer, const Matrix<T>& mask, const Matrix<T>& x) {
+  const auto& g1 = layer.gater().template get<0>();
+  const auto& g2 = layer.gater().template get<2>();
+  const Matrix<T> a = ((g1.weight().value * x).colwise() + g1.bias().value.col(0)).array().tanh().matrix();
+  const Matrix<T> h = mask.cwiseProduct((g2.weight().value * a).colwise() + g2.bias().value.col(0));
+  const Matrix<T> H = (layer.expert_weight().value * x).colwise() + layer.expert_bias().value.col(0);
+  return expand(h, layer.block()).cwiseProduct(H);
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("stacked block GatedLayers: the second reads only the first's non-zero outputs, same numbers",
+                   "[gated_layer][blocks][stacked]", float, double) {
+  using T = TestType;
+  const double tolerance = std::is_same_v<T, float> ? 2e-5 : 1e-12;
+  struct Stack {
+    Index n, m, k, batch;
+  };
+  // 10 % open blocks: the first layer's output is 10 % non-zero, below kSparseInputCrossover.
+  for (const Stack& s : {Stack{160, 8, 16, 1}, Stack{48, 8, 16, 33}, Stack{210, 6, 3, 33}}) {
+    CAPTURE(s.n, s.k, s.batch);
+    const Matrix<T> mask1 = test::exact_mask<T>(s.n / s.k, s.batch, 0.1, 71);
+    const Matrix<T> mask2 = test::exact_mask<T>(s.n / s.k, s.batch, 0.1, 72);
+    const Matrix<T> x = test::random_matrix<T>(s.n, s.batch, 73);
+    const Matrix<T> dy = test::random_matrix<T>(s.n, s.batch, 74);
+    Sequential sparse(stack_layer<T>(s.n, s.m, s.k, mask1, ExpertPath::sparse, false, 80, "l1"),
+                      stack_layer<T>(s.n, s.m, s.k, mask2, ExpertPath::sparse, true, 90, "l2"));
+    Sequential dense(stack_layer<T>(s.n, s.m, s.k, mask1, ExpertPath::dense, false, 80, "l1"),
+                     stack_layer<T>(s.n, s.m, s.k, mask2, ExpertPath::dense, false, 90, "l2"));
+    STATIC_REQUIRE(Layer<decltype(sparse)>);
+    for (const Mode mode : {Mode::train, Mode::eval}) {
+      CAPTURE(mode == Mode::train);
+      Generator rng(1);
+      Context<T> ctx(mode, rng);
+      const Matrix<T> y = sparse.forward(x, ctx);
+      const Matrix<T> y_dense = dense.forward(x, ctx);
+      CHECK_FALSE(sparse.template get<0>().last_input_sparse());
+      CHECK(sparse.template get<1>().last_input_sparse());
+      CHECK_FALSE(dense.template get<1>().last_input_sparse());
+
+      const Matrix<T> y1 = stack_layer_definition(sparse.template get<0>(), mask1, x);
+      CHECK(static_cast<double>((y1.array() != T(0)).count()) <=
+            internal::kSparseInputCrossover * static_cast<double>(y1.size()));
+      const Matrix<T> y2 = stack_layer_definition(sparse.template get<1>(), mask2, y1);
+      CHECK(test::relative_error(y, y2) <= tolerance);
+      CHECK(test::relative_error(y_dense, y2) <= tolerance);
+      if (mode == Mode::eval) continue;
+
+      const Matrix<T> dx = sparse.backward(dy, ctx);
+      const Matrix<T> dx_dense = dense.backward(dy, ctx);
+      CHECK(test::relative_error(dx, dx_dense) <= tolerance);
+      const ParameterList<T> a = sparse.parameters(), b = dense.parameters();
+      REQUIRE(a.size() == b.size());
+      for (std::size_t p = 0; p < a.size(); ++p) {
+        CAPTURE(a[p]->name);
+        CHECK(test::relative_error(a[p]->grad, b[p]->grad) <= tolerance);
+      }
+    }
+  }
+}
+
+TEST_CASE("stacked block GatedLayers: gradients match central finite differences with sparse inputs",
+          "[gated_layer][blocks][stacked]") {
+  const Matrix<double> mask1 = test::exact_mask<double>(10, 3, 0.1, 81);
+  const Matrix<double> mask2 = test::exact_mask<double>(10, 3, 0.3, 82);
+  Sequential network(stack_layer<double>(40, 5, 4, mask1, ExpertPath::sparse, false, 83, "l1"),
+                     stack_layer<double>(40, 5, 4, mask2, ExpertPath::sparse, true, 84, "l2"));
+  const auto result = test::check_gradients(network, test::random_matrix<double>(40, 3, 85));
+  CHECK(network.get<1>().last_input_sparse());
+  CHECK(result.finite);
+  CHECK(result.max_input_error < 1e-7);
+  CHECK(result.max_parameter_error < 1e-7);
 }

@@ -83,6 +83,12 @@ ExpertPlan plan_expert(const ActiveSet& active, Index in, ExpertPath path, doubl
   return plan;
 }
 
+/// Fraction of non-zero inputs up to which the block kernels read only the non-zero inputs of each open
+/// (block, example) pair (the kernel of Linear's zero skipping, zero_skipping_block, per block) instead of one
+/// product over the gathered inputs: the same kernel against a dense product as Linear::forward's choice, so
+/// its measured crossover, Linear::kZeroSkippingCrossover. Why: docs/performance-notes.md#sparse-input.
+inline constexpr double kSparseInputCrossover = 0.15;
+
 /// Whether a block-gated layer (GatedLayer::block() > 1) computes a batch with the block kernels
 /// (stoch/detail/block_kernels.hpp): ExpertPath::sparse, or automatic with the density of open (block,
 /// example) pairs at most `crossover`, the layer's crossover(), kDefaultSparseCrossover unless set. At that
