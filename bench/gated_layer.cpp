@@ -9,6 +9,13 @@
 //     weight columns are then the operands read once per FMA)
 //   BM_DenseProduct/<rows>/<in>/<batch>  Eigen's product W x alone (W `rows x in`): the dense expert and
 //     the gater's two products of the MNIST evaluation, per SIMD FMA, beside the sparse kernel's
+//   BM_BlockGatedForward/<N>/<M>/<k>/<batch>/<density_permille>/<path>  forward, Mode::eval, of one N -> N
+//     gated layer with gates on blocks of k units and a real gater, N -> M tanh -> N / k (its products are
+//     timed; its gate is a fixed mask of exact density); <path> 0 = ExpertPath::dense (every expert unit
+//     computed), 1 = ExpertPath::automatic. Counters: `mac_bound`, the multiply-adds of path 0 over those of
+//     the conditional computation (gater included in both), `mac_bound_plain`, those of a plain N -> N layer
+//     without a gater over the conditional ones, and `weight_bytes`, the weight bytes the run read per batch
+//     (the gater's, and the expert's rows of the blocks open in at least one example, or all of them)
 //
 // <path>: 0 = ExpertPath::dense, 1 = ExpertPath::automatic (the layer as a user gets it),
 // 2 = ExpertPath::sparse. Entries that differ only in <path> are a same-run comparison. The gater is a
@@ -24,6 +31,8 @@
 #include "exact_density.hpp"
 #include "stoch/conditional/gated_layer.hpp"
 #include "stoch/core/distributions.hpp"
+#include "stoch/graph/sequential.hpp"
+#include "stoch/layers/tanh.hpp"
 
 namespace {
 
@@ -173,7 +182,74 @@ void BM_DenseProduct(benchmark::State& state) {
   state.counters["packet_fmas"] = static_cast<double>(rows * batch * packets_per_column(in));
 }
 
+/// The last layer of a real gater, `blocks -> blocks`: a fixed mask of exact density (fixed seed) whatever
+/// its input, so that the gater's products run but the density is the row's; rectifier-like traits.
+class FixedDensityGate {
+ public:
+  using Scalar = T;
+  static constexpr bool needs_output_gradient = true;
+  static constexpr bool closed_gate_needs_gradient = false;
+
+  FixedDensityGate(Index blocks, Index batch, double density) : mask_(mask(blocks, batch, density)) {}
+  Index input_size() const { return mask_.rows(); }
+  Index output_size() const { return mask_.rows(); }
+  const stoch::Matrix<T>& forward(const stoch::MatrixCRef<T>&, stoch::Context<T>&) { return mask_; }
+  const stoch::Matrix<T>& backward(const stoch::MatrixCRef<T>& dy, stoch::Context<T>&) {
+    gradient_ = dy;
+    return gradient_;
+  }
+  stoch::ParameterList<T> parameters() { return {}; }
+
+ private:
+  static stoch::Matrix<T> mask(Index blocks, Index batch, double density) {
+    stoch::Generator rng(2013, 6);
+    return stoch::bench::exact_density<T>(blocks, batch, density, rng, [] { return T(1); });
+  }
+  stoch::Matrix<T> mask_, gradient_;
+};
+static_assert(stoch::Gate<FixedDensityGate>);
+
+using BlockGater = stoch::Sequential<stoch::Linear<T>, stoch::Tanh<T>, stoch::Linear<T>, FixedDensityGate>;
+
+/// Args <N>/<M>/<k>/<batch>/<density_permille>/<path>.
+void BM_BlockGatedForward(benchmark::State& state) {
+  const Index n = state.range(0), m = state.range(1), k = state.range(2), batch = state.range(3);
+  const double density = static_cast<double>(state.range(4)) / 1000.0;
+  stoch::Generator rng(1);
+  stoch::Linear<T> first(n, m, rng, "g1");
+  stoch::Linear<T> second(m, n / k, rng, "g2");
+  stoch::Linear<T> expert(n, n, rng, "expert");
+  stoch::GatedLayer<BlockGater> layer(
+      BlockGater(first, stoch::Tanh<T>(m), second, FixedDensityGate(n / k, batch, density)), expert, k);
+  layer.set_path(state.range(5) == 0 ? stoch::ExpertPath::dense : stoch::ExpertPath::automatic);
+  const stoch::Matrix<T> x = stoch::Matrix<T>::Random(n, batch);
+  stoch::Context<T> ctx(stoch::Mode::eval, rng);
+  for (auto _ : state) benchmark::DoNotOptimize(layer.forward(x, ctx).data());
+
+  const double gater = static_cast<double>(n * m + m * (n / k)) * static_cast<double>(batch);
+  const double expert_macs = static_cast<double>(n * n) * static_cast<double>(batch);
+  const double conditional = gater + layer.density() * expert_macs;
+  state.counters["mac_bound"] = (gater + expert_macs) / conditional;
+  state.counters["mac_bound_plain"] = expert_macs / conditional;
+  const double read_fraction = layer.last_batch_sparse() ? layer.active_unit_fraction() : 1.0;
+  state.counters["weight_bytes"] =
+      static_cast<double>(sizeof(T)) * (static_cast<double>(n * m + m * (n / k)) + read_fraction * static_cast<double>(n * n));
+  state.counters["density"] = layer.density();
+  state.counters["sparse"] = layer.last_batch_sparse() ? 1 : 0;
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * batch);
+}
+
+/// The rows of issue 38's block-gate targets; path varies fastest, so that compared entries run back to back.
+void block_rows(benchmark::internal::Benchmark* b) {
+  for (const std::int64_t n : {4096, 8192})
+    for (const std::int64_t k : {1, 16})
+      for (const std::int64_t batch : {1, 64})
+        for (const std::int64_t path : {0, 1}) b->Args({n, 256, k, batch, 100, path});
+}
+
 }  // namespace
+
+BENCHMARK(BM_BlockGatedForward)->Apply(block_rows)->Unit(benchmark::kMicrosecond);
 
 // (200, 784, 32): the paper's expert cut to 200 units, whose weights (0.6 MB) stay in a 1 MiB L2 with x;
 // (500, 784, 32): cut to 500 units, whose weights (1.5 MB) fit in a 2 MiB L2 but not in 1 MiB; (2000, 784, 256):
