@@ -59,11 +59,13 @@ class GatedLayer {
   using Scalar = typename Gater::Scalar;
   using T = Scalar;
 
-  /// The expert's weights and bias are copied (W transposed) from `expert`, a Linear from `in` to `units`.
+  /// The expert's weights and bias are copied (W transposed) from `expert`, a Linear from `in` to `units`;
+  /// one gate per unit (block() == 1).
   GatedLayer(Gater gater, const Linear<T>& expert, const std::string& name = "expert")
       : GatedLayer(std::move(gater), expert, 1, name) {}
 
-  /// Block gates: each of the gater's `units / block` outputs governs `block` consecutive expert units. Throws
+  /// Block gates: each of the gater's `units / block` outputs governs `block` consecutive expert units (W copied
+  /// as it is, `units x in`, when block > 1; transposed when block == 1, the constructor above). Throws
   /// stoch::Error naming the layer when `block` < 1, does not divide the expert's `units`, or the gater does
   /// not map `in` to `units / block` features.
   GatedLayer(Gater gater, const Linear<T>& expert, Index block, const std::string& name = "expert")
