@@ -8,11 +8,12 @@
 //
 //   mnist_gated [MNIST_DIR] [--epochs N] [--train-limit N]
 //
-// MNIST_DIR holds the four IDX files (scripts/fetch-mnist); default: $STOCH_MNIST_DIR.
+// MNIST_DIR holds the four IDX files; default: $STOCH_MNIST_DIR, then the cache of scripts/fetch-mnist.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <numeric>
 #include <span>
 #include <string>
@@ -53,7 +54,7 @@ int main(int argc, char** argv) {
   // validation (Figure 2 reports valid and test errors); --train-limit keeps only the first N of the rest.
   int epochs = 3;
   stoch::Index train_limit = 0;
-  std::string dir = std::getenv("STOCH_MNIST_DIR") ? std::getenv("STOCH_MNIST_DIR") : "";
+  std::string dir;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--epochs" && i + 1 < argc) {
@@ -67,12 +68,14 @@ int main(int argc, char** argv) {
       dir = arg;
     }
   }
-  if (dir.empty() || !stoch::has_mnist(dir)) {
-    std::printf("SKIPPED: MNIST data not found in '%s'; run scripts/fetch-mnist or set STOCH_MNIST_DIR\n",
-                dir.c_str());
+  std::string tried;
+  const std::filesystem::path found = stoch::find_mnist(dir, &tried);  // dir, $STOCH_MNIST_DIR, the cache
+  if (found.empty()) {
+    std::printf("SKIPPED: MNIST data not found (tried '%s'); run scripts/fetch-mnist or set STOCH_MNIST_DIR\n",
+                tried.c_str());
     return 77;
   }
-  const stoch::Mnist<float> data = stoch::load_mnist<float>(dir, train_limit);
+  const stoch::Mnist<float> data = stoch::load_mnist<float>(found, train_limit);
   std::printf("MNIST: %ld train, %ld valid, %ld test images\n", static_cast<long>(data.train.size()),
               static_cast<long>(data.valid.size()), static_cast<long>(data.test.size()));
 

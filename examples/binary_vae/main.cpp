@@ -28,28 +28,6 @@ namespace {
 /// Exit status when the data is not found (CTest's skip, as the mnist example).
 constexpr int kNoDataExitCode = 77;
 
-std::filesystem::path default_cache_dir() {
-  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return std::filesystem::path(xdg) / "stoch/mnist";
-  if (const char* home = std::getenv("HOME"); home && *home) return std::filesystem::path(home) / ".cache/stoch/mnist";
-  return {};
-}
-
-/// --data DIR, else STOCH_MNIST_DIR, else the fetch script's cache; empty if none holds the four files.
-std::filesystem::path find_data(const std::string& option, std::string& tried) {
-  std::vector<std::filesystem::path> candidates;
-  if (!option.empty()) {
-    candidates.push_back(option);
-  } else {
-    if (const char* env = std::getenv("STOCH_MNIST_DIR"); env && *env) candidates.push_back(env);
-    if (auto cache = default_cache_dir(); !cache.empty()) candidates.push_back(cache);
-  }
-  for (const auto& dir : candidates) {
-    tried += (tried.empty() ? "" : ", ") + dir.string();
-    if (stoch::has_mnist(dir)) return dir;
-  }
-  return {};
-}
-
 std::vector<std::string> split(const std::string& list) {
   std::vector<std::string> out;
   std::stringstream in(list);
@@ -120,7 +98,7 @@ int main(int argc, char** argv) {
   }
 
   std::string tried;
-  const std::filesystem::path data_dir = find_data(data_option, tried);
+  const std::filesystem::path data_dir = stoch::find_mnist(data_option, &tried);
   if (data_dir.empty()) {
     std::cerr << "binary_vae: MNIST data not found (tried " << tried << "); run scripts/fetch-mnist\n";
     return kNoDataExitCode;

@@ -2,6 +2,7 @@
 // the first 50,000 training images for training, the last 10,000 for validation, the 10,000 test images.
 #pragma once
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -44,6 +45,31 @@ inline bool has_mnist(const std::filesystem::path& dir) {
   for (const char* name : kMnistFiles)
     if (!std::filesystem::exists(mnist_file(dir, name))) return false;
   return true;
+}
+
+/// Where MNIST is: `dir` if not empty, else $STOCH_MNIST_DIR, else the cache of scripts/fetch-mnist
+/// (${XDG_CACHE_HOME:-$HOME/.cache}/stoch/mnist); the first of these that holds the four files (has_mnist),
+/// or an empty path if none does. `tried`, if given, receives the directories looked at, comma-separated
+/// (for the caller's message).
+inline std::filesystem::path find_mnist(const std::filesystem::path& dir = {}, std::string* tried = nullptr) {
+  std::vector<std::filesystem::path> candidates;
+  if (!dir.empty()) {
+    candidates.push_back(dir);
+  } else {
+    if (const char* env = std::getenv("STOCH_MNIST_DIR"); env && *env) candidates.emplace_back(env);
+    if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg)
+      candidates.push_back(std::filesystem::path(xdg) / "stoch/mnist");
+    else if (const char* home = std::getenv("HOME"); home && *home)
+      candidates.push_back(std::filesystem::path(home) / ".cache/stoch/mnist");
+  }
+  for (const auto& candidate : candidates) {
+    if (tried) {
+      if (!tried->empty()) tried->append(", ");
+      tried->append(candidate.string());
+    }
+    if (has_mnist(candidate)) return candidate;
+  }
+  return {};
 }
 
 /// Reads an images file and its labels file and checks they describe the same number of examples.
