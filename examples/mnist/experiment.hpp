@@ -113,6 +113,7 @@ struct EpochRecord {
   double dead_units = 0;                ///< units never open on the validation set (deterministic)
   double always_on_units = 0;           ///< units open for every validation example
   std::optional<double> l1_lambda;      ///< adaptive L1 strength at the end of the epoch (rectifiers)
+  std::optional<double> temperature;    ///< the gate's temperature at the epoch's last step (gumbel-st)
   double seconds = 0;                   ///< wall time of the epoch's training (without evaluation)
   double eval_seconds = 0;              ///< wall time of the epoch's evaluation
 };

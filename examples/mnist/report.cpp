@@ -53,22 +53,24 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
 json optional(const std::optional<double>& value) { return value ? json(*value) : json(nullptr); }
 
 json curve_json(const EpochRecord& r) {
-  return {{"epoch", r.epoch},
-          {"train_criterion", r.train_criterion},
-          {"sparsity_penalty", r.sparsity_penalty},
-          {"train_density", r.train_density},
-          {"train_batch_unit_fraction", r.train_batch_unit_fraction},
-          {"valid_error", r.valid_error},
-          {"valid_error_stochastic", r.valid_error_stochastic},
-          {"valid_density", r.valid_density},
-          {"valid_batch_unit_fraction", r.valid_batch_unit_fraction},
-          {"indecisive_fraction", optional(r.indecisive)},
-          {"threshold", optional(r.threshold)},
-          {"dead_units", r.dead_units},
-          {"always_on_units", r.always_on_units},
-          {"l1_lambda", optional(r.l1_lambda)},
-          {"train_seconds", r.seconds},
-          {"eval_seconds", r.eval_seconds}};
+  json record = {{"epoch", r.epoch},
+                 {"train_criterion", r.train_criterion},
+                 {"sparsity_penalty", r.sparsity_penalty},
+                 {"train_density", r.train_density},
+                 {"train_batch_unit_fraction", r.train_batch_unit_fraction},
+                 {"valid_error", r.valid_error},
+                 {"valid_error_stochastic", r.valid_error_stochastic},
+                 {"valid_density", r.valid_density},
+                 {"valid_batch_unit_fraction", r.valid_batch_unit_fraction},
+                 {"indecisive_fraction", optional(r.indecisive)},
+                 {"threshold", optional(r.threshold)},
+                 {"dead_units", r.dead_units},
+                 {"always_on_units", r.always_on_units},
+                 {"l1_lambda", optional(r.l1_lambda)},
+                 {"train_seconds", r.seconds},
+                 {"eval_seconds", r.eval_seconds}};
+  if (r.temperature) record["temperature"] = *r.temperature;  // (only for a gate that has one)
+  return record;
 }
 
 json variant_json(const VariantResult& v) {

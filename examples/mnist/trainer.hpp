@@ -259,6 +259,7 @@ class Trainer {
     r.train_batch_unit_fraction = units_sum / nb;
     if constexpr (requires(const G& g) { g.l1(); })
       if (gate().l1()) r.l1_lambda = gate().l1()->lambda();
+    if constexpr (requires(const G& g) { g.temperature(); }) r.temperature = gate().temperature();
     r.seconds = seconds(start, Clock::now());
   }
 
@@ -524,7 +525,8 @@ class Trainer {
   using OptionalField = std::pair<const char*, std::optional<double> EpochRecord::*>;
   static constexpr OptionalField kOptionalFields[] = {{"indecisive", &EpochRecord::indecisive},
                                                       {"threshold", &EpochRecord::threshold},
-                                                      {"l1_lambda", &EpochRecord::l1_lambda}};
+                                                      {"l1_lambda", &EpochRecord::l1_lambda},
+                                                      {"temperature", &EpochRecord::temperature}};
 
   static std::string key(std::size_t k, const char* field) {
     char prefix[32];

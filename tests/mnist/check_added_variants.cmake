@@ -7,7 +7,7 @@
 #     example, antithetic for disarm; disarm keeps the input dropout off (a sampled layer below the gate would
 #     break its pairs, and the gate refuses such pairs) while rloo takes --input-dropout;
 #   gumbel-st: straight-through's (KL lambda 0.003, momentum 0.7, max-norm 4, gate initial norm 4, its own input
-#     dropout 0.2), with the temperature schedule named.
+#     dropout 0.2), with the temperature schedule named, and followed (checked after 500 steps).
 # Prints "SKIPPED: MNIST data not found" when `mnist` exits with 77.
 include(${CMAKE_CURRENT_LIST_DIR}/run_mnist.cmake)
 run_mnist(--variants disarm,no-such-gater --epochs 1)
@@ -93,4 +93,14 @@ foreach(row "| DisARM (as SBN) â€  | 1 (1) |" "| REINFORCE LOO, K = 2 (as SBN) â
     message(FATAL_ERROR "results.md has no '${row}'")
   endif()
 endforeach()
-message(STATUS "disarm, rloo and gumbel-st train, are marked as not in the paper and carry their settings")
+# The temperature follows the training step: one epoch of 16,032 images is steps 0 .. 500, and the schedule,
+# updated every 500 steps, gives max(0.5, exp(-1e-5 * 500)) = 0.99501246 at the last (1 before it).
+run_mnist_expecting_success(--variants gumbel-st --epochs 1 --train-limit 16032 --eval-limit 320 --eval-samples 1
+                            --timing-repeats 1 --threads 1)
+file(READ ${OUT}/results.json json)
+string(JSON temperature GET "${json}" variants 0 curve 0 temperature)
+if(NOT temperature MATCHES "^0\\.9950124")
+  message(FATAL_ERROR "gumbel-st: temperature after step 500 is ${temperature}, expected exp(-0.005) = 0.99501246")
+endif()
+message(STATUS "disarm, rloo and gumbel-st train, are marked as not in the paper and carry their settings; "
+               "gumbel-st's temperature follows its schedule")
