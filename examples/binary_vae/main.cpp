@@ -118,7 +118,10 @@ int main(int argc, char** argv) {
 
     std::filesystem::create_directories(out_dir);
     ReportHeader header;
-    for (int i = 0; i < argc; ++i) header.command += (i ? " " : "") + std::string(i ? argv[i] : "binary_vae");
+    for (int i = 0; i < argc; ++i) {  // piece by piece: gcc 12's -Wrestrict misfires on " " + s
+      if (i > 0) header.command += ' ';
+      header.command += i > 0 ? argv[i] : "binary_vae";
+    }
     header.date = utc_now();
     header.options = options;
     header.settings = settings;

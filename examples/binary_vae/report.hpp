@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../common/result_files.hpp"
 #include "run.hpp"
 
 namespace binary_vae {
@@ -24,22 +25,9 @@ struct ReportHeader {
   Index train_images = 0, valid_images = 0, test_images = 0;
 };
 
-inline std::string format(const char* pattern, double value) {
-  char text[64];
-  std::snprintf(text, sizeof text, pattern, value);
-  return text;
-}
+using stoch_examples::format;
 
-/// Writes `text` to `path` through a temporary file and a rename (never a half-written result file).
-inline void write_file(const std::filesystem::path& path, const std::string& text) {
-  const std::filesystem::path temporary = path.string() + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out) throw std::runtime_error("cannot write " + temporary.string());
-  }
-  std::filesystem::rename(temporary, path);
-}
+using stoch_examples::write_file;
 
 inline void write_json(const std::filesystem::path& out, const ReportHeader& header,
                        const std::vector<RunResult>& runs) {

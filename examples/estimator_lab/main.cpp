@@ -30,6 +30,7 @@
 #include <stoch/core/error.hpp>
 #include <stoch/version.hpp>
 
+#include "../common/result_files.hpp"
 #include "estimators.hpp"
 
 namespace {
@@ -55,22 +56,9 @@ struct NetworkResult {
   double finite_difference_error = 0;  ///< largest |central difference - exact| over the parameters
 };
 
-std::string format(const char* pattern, double value) {
-  char text[64];
-  std::snprintf(text, sizeof text, pattern, value);
-  return text;
-}
+using stoch_examples::format;
 
-/// Writes `text` to `path` through a temporary file and a rename (never a half-written result file).
-void write_file(const std::filesystem::path& path, const std::string& text) {
-  const std::filesystem::path temporary = path.string() + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out) throw std::runtime_error("cannot write " + temporary.string());
-  }
-  std::filesystem::rename(temporary, path);
-}
+using stoch_examples::write_file;
 
 std::vector<std::string> split(const std::string& text) {
   std::vector<std::string> parts;

@@ -32,29 +32,6 @@ constexpr int kDefaultEpochs = 50;
 /// Exit status when the data is not found (CTest's SKIP_RETURN_CODE for the smoke test).
 constexpr int kNoDataExitCode = 77;
 
-/// The fetch script's cache: ${STOCH_MNIST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/stoch/mnist}.
-std::filesystem::path default_cache_dir() {
-  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return std::filesystem::path(xdg) / "stoch/mnist";
-  if (const char* home = std::getenv("HOME"); home && *home) return std::filesystem::path(home) / ".cache/stoch/mnist";
-  return {};
-}
-
-/// --data DIR, else STOCH_MNIST_DIR, else the fetch script's cache; empty if none holds the four files.
-std::filesystem::path find_data(const std::string& option, std::string& tried) {
-  std::vector<std::filesystem::path> candidates;
-  if (!option.empty()) {
-    candidates.push_back(option);
-  } else {
-    if (const char* env = std::getenv("STOCH_MNIST_DIR"); env && *env) candidates.push_back(env);
-    if (auto cache = default_cache_dir(); !cache.empty()) candidates.push_back(cache);
-  }
-  for (const auto& dir : candidates) {
-    tried += (tried.empty() ? "" : ", ") + dir.string();
-    if (stoch::has_mnist(dir)) return dir;
-  }
-  return {};
-}
-
 /// One permanent line per variant and epoch; on a terminal, also a transient status line of every running
 /// variant, rewritten at most twice a second.
 class Terminal {
@@ -255,7 +232,7 @@ int main(int argc, char** argv) {
   std::sort(variants.begin(), variants.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
 
   std::string tried;
-  const std::filesystem::path data_dir = find_data(data_option, tried);
+  const std::filesystem::path data_dir = stoch::find_mnist(data_option, &tried);
   if (data_dir.empty()) {
     std::cerr << "mnist: the MNIST files (train-images-idx3-ubyte, ...) are not in " << (tried.empty() ? "?" : tried)
               << ".\nFetch them with scripts/fetch-mnist (or pass --data DIR).\n";

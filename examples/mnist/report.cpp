@@ -12,17 +12,15 @@
 #include <Eigen/Core>
 #include <nlohmann/json.hpp>
 
+#include "../common/result_files.hpp"
+
 namespace mnist {
 
 namespace {
 
 using nlohmann::json;
 
-std::string format(const char* pattern, double value) {
-  char text[64];
-  std::snprintf(text, sizeof text, pattern, value);
-  return text;
-}
+using stoch_examples::format;
 
 std::string percent(double fraction) { return format("%.2f", 100 * fraction); }
 
@@ -39,16 +37,7 @@ constexpr const char* kNotInPaperNote =
     "† not in the paper (issue 40): gates published after it, each in the place of the paper's gater named in "
     "parentheses, with that variant's network and settings (CHOICES.md); no paper numbers to compare with.";
 
-/// Writes `text` to `path` through a temporary file and a rename (never a half-written result file).
-void write_file(const std::filesystem::path& path, const std::string& text) {
-  const std::filesystem::path temporary = path.string() + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out) throw std::runtime_error("cannot write " + temporary.string());
-  }
-  std::filesystem::rename(temporary, path);
-}
+using stoch_examples::write_file;
 
 json optional(const std::optional<double>& value) { return value ? json(*value) : json(nullptr); }
 
@@ -149,7 +138,10 @@ Cost cost(stoch::Index units) {
 
 RunInfo describe_run(int argc, char** argv, int threads, const std::string& data_dir) {
   RunInfo info;
-  for (int i = 0; i < argc; ++i) info.command_line += (i ? " " : "") + std::string(i ? argv[i] : "mnist");
+  for (int i = 0; i < argc; ++i) {  // appended piece by piece: gcc 12's -Wrestrict misfires on " " + s
+    if (i > 0) info.command_line += ' ';
+    info.command_line += i > 0 ? argv[i] : "mnist";
+  }
   const std::time_t now = std::time(nullptr);
   char date[32];
   std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
