@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <vector>
 
 #include "stoch/core/context.hpp"
@@ -14,6 +15,7 @@
 #include "stoch/core/samples.hpp"
 #include "stoch/layers/linear.hpp"
 #include "stoch/layers/softmax_cross_entropy.hpp"
+#include "support/catch.hpp"
 
 namespace stoch::test {
 
@@ -150,5 +152,30 @@ struct EstimateMoments {
   }
   Vector<double> standard_error() const { return (variance() / n).cwiseSqrt(); }
 };
+
+/// The gate's estimate of every parameter's gradient, averaged over `estimates` training steps of
+/// ExactBinaryNetwork with K = `samples` (antithetic pairs if asked), lies within 5 standard errors of the
+/// exact gradient; and each standard error is below a tenth of its coordinate's exact value, so that a
+/// wrong sign or a missing factor would be far outside 5 standard errors (the check can fail).
+template <class GateT>
+void check_unbiased(GateT gate, std::uint64_t seed, Index samples, bool antithetic, const char* name,
+                    int estimates = 40000) {
+  ExactBinaryNetwork net;
+  Vector<double> exact;
+  net.exact(exact);
+  Generator rng(seed);
+  EstimateMoments m;
+  for (int estimate = 0; estimate < estimates; ++estimate) m.add(net.step(gate, rng, samples, antithetic));
+  const Vector<double> z = (m.mean() - exact).cwiseQuotient(m.standard_error());
+  std::printf("%s K = %ld: largest |bias| / se over %ld parameters %.2f; se / |exact| at most %.4f\n", name,
+              static_cast<long>(samples), static_cast<long>(exact.size()), z.cwiseAbs().maxCoeff(),
+              m.standard_error().cwiseQuotient(exact.cwiseAbs()).maxCoeff());
+  for (Index k = 0; k < exact.size(); ++k) {
+    INFO(name << " K = " << samples << ", parameter " << k << ": mean " << m.mean()[k] << ", exact " << exact[k]
+              << ", se " << m.standard_error()[k]);
+    CHECK(std::abs(z[k]) < 5.0);
+  }
+  CHECK((m.standard_error().array() < 0.1 * exact.cwiseAbs().array()).all());
+}
 
 }  // namespace stoch::test

@@ -17,12 +17,11 @@
 #include <cstdio>
 
 #include "exact_binary_network.hpp"
-#include "stoch/conditional/gated_layer.hpp"
 #include "stoch/gates/arm.hpp"
 #include "stoch/gates/stochastic_binary.hpp"
-#include "stoch/graph/sequential.hpp"
 #include "support/catch.hpp"
 #include "support/gradient_check.hpp"
+#include "support/multi_sample_gate_checks.hpp"
 
 using namespace stoch;
 
@@ -146,27 +145,8 @@ TEST_CASE("ARM and DisARM as written are unbiased: exact integration over the sh
 
 TEST_CASE("Arm and DisArm are unbiased for every parameter (exact enumeration, 5 standard errors)",
           "[gates][statistics]") {
-  const auto run = [](auto gate, std::uint64_t seed, const char* name) {
-    test::ExactBinaryNetwork net;
-    Vector<double> exact;
-    net.exact(exact);
-    Generator rng(seed);
-    test::EstimateMoments m;
-    for (int estimate = 0; estimate < 40000; ++estimate) m.add(net.step(gate, rng, 2, true));
-    const Vector<double> z = (m.mean() - exact).cwiseQuotient(m.standard_error());
-    std::printf("%s: largest |bias| / se over %ld parameters %.2f; se / |exact| at most %.4f\n", name,
-                static_cast<long>(exact.size()), z.cwiseAbs().maxCoeff(),
-                m.standard_error().cwiseQuotient(exact.cwiseAbs()).maxCoeff());
-    for (Index k = 0; k < exact.size(); ++k) {
-      INFO(name << ", parameter " << k << ": mean " << m.mean()[k] << ", exact " << exact[k] << ", se "
-                << m.standard_error()[k]);
-      CHECK(std::abs(z[k]) < 5.0);
-    }
-    // The test can fail: a wrong sign or factor would be far outside 5 standard errors.
-    CHECK((m.standard_error().array() < 0.1 * exact.cwiseAbs().array()).all());
-  };
-  run(Arm<double>(test::ExactBinaryNetwork::kUnits), 5001, "Arm");
-  run(DisArm<double>(test::ExactBinaryNetwork::kUnits), 5002, "DisArm");
+  test::check_unbiased(Arm<double>(test::ExactBinaryNetwork::kUnits), 5001, 2, true, "Arm");
+  test::check_unbiased(DisArm<double>(test::ExactBinaryNetwork::kUnits), 5002, 2, true, "DisArm");
 }
 
 TEST_CASE("DisArm's variance is at most Arm's per unit: the gates' estimates match the exact moments",
@@ -309,37 +289,10 @@ TEST_CASE("Arm and DisArm evaluate h = 1[p > t] without a generator or a layout;
   const Matrix<double> a = test::random_matrix<double>(4, 5, 95);  // odd batch: evaluation pairs nothing
   DisArm<double> gate(4);
   Context<double> eval(Mode::eval);
-  gate.set_threshold(0.6);
-  CHECK(gate.forward(a, eval) == (a.array().logistic() > 0.6).cast<double>().matrix());
-  REQUIRE_THROWS_MESSAGE(gate.backward(Matrix<double>(), eval), "needs a forward in Mode::train first");
-  const ParameterList<double> params = gate.parameters();
-  REQUIRE(params.size() == 1);
-  CHECK(params[0]->name == "disarm.threshold");
+  test::check_threshold_evaluation(gate, a, eval, 0.6, "disarm.threshold");
   CHECK(Arm<double>(2).parameters()[0]->name == "arm.threshold");
 }
 
 TEST_CASE("DisArm gates an expert: closed experts are skipped in training, on both expert paths", "[gates]") {
-  using Gater = Sequential<Linear<double>, DisArm<double>>;
-  Generator init(3);
-  const Linear<double> gater_linear(6, 5, init), expert(6, 5, init);
-  GatedLayer<Gater> sparse(Gater(gater_linear, DisArm<double>(5)), expert);
-  GatedLayer<Gater> dense(Gater(gater_linear, DisArm<double>(5)), expert);
-  sparse.set_path(ExpertPath::sparse);
-  dense.set_path(ExpertPath::dense);
-  const Matrix<double> x = tile_samples(test::random_matrix<double>(6, 4, 96), 2);
-  Generator rng_s(12), rng_d(12);
-  Context<double> ctx_s(Mode::train, rng_s), ctx_d(Mode::train, rng_d);
-  ctx_s.set_samples(2, true);
-  ctx_d.set_samples(2, true);
-  const Matrix<double> y = sparse.forward(x, ctx_s);
-  CHECK(y.isApprox(dense.forward(x, ctx_d), 1e-12));
-  CHECK_FALSE(sparse.last_forward_dense());
-  const RowVector<double> loss = test::random_matrix<double>(1, 8, 97);
-  ctx_s.example_loss = loss;
-  ctx_d.example_loss = loss;
-  const Matrix<double> dy = test::random_matrix<double>(5, 8, 98);
-  CHECK(sparse.backward(dy, ctx_s).isApprox(dense.backward(dy, ctx_d), 1e-12));
-  const ParameterList<double> ps = sparse.parameters(), pd = dense.parameters();
-  for (std::size_t k = 0; k < ps.size(); ++k)
-    if (ps[k]->trainable) CHECK(ps[k]->grad.isApprox(pd[k]->grad, 1e-12));
+  test::check_gates_expert_on_both_paths<DisArm<double>>(4, 2, true, 12, 96);
 }

@@ -12,12 +12,11 @@
 #include <cstdio>
 
 #include "exact_binary_network.hpp"
-#include "stoch/conditional/gated_layer.hpp"
 #include "stoch/gates/reinforce_loo.hpp"
 #include "stoch/gates/stochastic_binary.hpp"
-#include "stoch/graph/sequential.hpp"
 #include "support/catch.hpp"
 #include "support/gradient_check.hpp"
+#include "support/multi_sample_gate_checks.hpp"
 
 using namespace stoch;
 
@@ -47,27 +46,9 @@ TEST_CASE("The exact gradient of the enumerable network agrees with central diff
 
 TEST_CASE("ReinforceLoo is unbiased for every parameter (exact enumeration, 5 standard errors)",
           "[gates][statistics]") {
-  for (const Index samples : {Index(2), Index(4)}) {
-    test::ExactBinaryNetwork net;
-    Vector<double> exact;
-    net.exact(exact);
-    ReinforceLoo<double> gate(test::ExactBinaryNetwork::kUnits);
-    Generator rng(4000 + static_cast<std::uint64_t>(samples));
-    test::EstimateMoments m;
-    for (int estimate = 0; estimate < 40000; ++estimate) m.add(net.step(gate, rng, samples, false));
-    const Vector<double> z = (m.mean() - exact).cwiseQuotient(m.standard_error());
-    std::printf("ReinforceLoo K = %ld: largest |bias| / se over %ld parameters %.2f; se / |exact| at most %.4f\n",
-                static_cast<long>(samples), static_cast<long>(exact.size()), z.cwiseAbs().maxCoeff(),
-                m.standard_error().cwiseQuotient(exact.cwiseAbs()).maxCoeff());
-    for (Index k = 0; k < exact.size(); ++k) {
-      INFO("K = " << samples << ", parameter " << k << ": mean " << m.mean()[k] << ", exact " << exact[k]
-                  << ", se " << m.standard_error()[k]);
-      CHECK(std::abs(z[k]) < 5.0);
-    }
-    // The test can fail: each coordinate's standard error is small against its exact value, so a wrong
-    // sign or a missing factor would be far outside 5 standard errors.
-    CHECK((m.standard_error().array() < 0.1 * exact.cwiseAbs().array()).all());
-  }
+  for (const Index samples : {Index(2), Index(4)})
+    test::check_unbiased(ReinforceLoo<double>(test::ExactBinaryNetwork::kUnits),
+                         4000 + static_cast<std::uint64_t>(samples), samples, false, "ReinforceLoo");
 }
 
 TEMPLATE_TEST_CASE("ReinforceLoo backward is (h - p)(L_k - mean of the other samples' L) / (K E) and ignores dL/dh",
@@ -117,12 +98,7 @@ TEST_CASE("ReinforceLoo samples exactly as StochasticBinary does; evaluation is 
 
   Context<double> eval(Mode::eval);
   eval.samples = 7;  // evaluation ignores the layout: nothing is drawn, nothing is paired
-  loo.set_threshold(0.3);
-  CHECK(loo.forward(a, eval) == (a.array().logistic() > 0.3).cast<double>().matrix());
-  REQUIRE_THROWS_MESSAGE(loo.backward(Matrix<double>(), eval), "needs a forward in Mode::train first");
-  const ParameterList<double> params = loo.parameters();
-  REQUIRE(params.size() == 1);
-  CHECK(params[0]->name == "rloo.threshold");
+  test::check_threshold_evaluation(loo, a, eval, 0.3, "rloo.threshold");
 }
 
 TEST_CASE("ReinforceLoo refuses K < 2, antithetic pairs, a batch that is not a multiple of K, and a changed K",
@@ -152,27 +128,5 @@ TEST_CASE("ReinforceLoo refuses K < 2, antithetic pairs, a batch that is not a m
 }
 
 TEST_CASE("ReinforceLoo gates an expert: closed experts are skipped in training, on both expert paths", "[gates]") {
-  using Gater = Sequential<Linear<double>, ReinforceLoo<double>>;
-  Generator init(3);
-  const Linear<double> gater_linear(6, 5, init), expert(6, 5, init);
-  GatedLayer<Gater> sparse(Gater(gater_linear, ReinforceLoo<double>(5)), expert);
-  GatedLayer<Gater> dense(Gater(gater_linear, ReinforceLoo<double>(5)), expert);
-  sparse.set_path(ExpertPath::sparse);
-  dense.set_path(ExpertPath::dense);
-  const Matrix<double> x = tile_samples(test::random_matrix<double>(6, 3, 81), 4);
-  Generator rng_s(11), rng_d(11);
-  Context<double> ctx_s(Mode::train, rng_s), ctx_d(Mode::train, rng_d);
-  ctx_s.set_samples(4);
-  ctx_d.set_samples(4);
-  const Matrix<double> y = sparse.forward(x, ctx_s);
-  CHECK(y.isApprox(dense.forward(x, ctx_d), 1e-12));
-  CHECK_FALSE(sparse.last_forward_dense());  // skipping in training: the expert ran at open gates only
-  const RowVector<double> loss = test::random_matrix<double>(1, 12, 82);
-  ctx_s.example_loss = loss;
-  ctx_d.example_loss = loss;
-  const Matrix<double> dy = test::random_matrix<double>(5, 12, 83);
-  CHECK(sparse.backward(dy, ctx_s).isApprox(dense.backward(dy, ctx_d), 1e-12));
-  const ParameterList<double> ps = sparse.parameters(), pd = dense.parameters();
-  for (std::size_t k = 0; k < ps.size(); ++k)
-    if (ps[k]->trainable) CHECK(ps[k]->grad.isApprox(pd[k]->grad, 1e-12));
+  test::check_gates_expert_on_both_paths<ReinforceLoo<double>>(3, 4, false, 11, 81);
 }
