@@ -8,22 +8,12 @@
 #include <utility>
 #include <vector>
 
-#include "conditional/mask_gates.hpp"
-#include "support/catch.hpp"
-#include "support/gradient_check.hpp"
+#include "detail/mask_shapes.hpp"
 
 using namespace stoch;
 using internal::ActiveSet;
 
 namespace {
-
-struct Shape {
-  Index units, batch;
-};
-
-// Unit counts around the 16-gate blocks of the list building (15, 16, 17, 33) and a batch of 1.
-constexpr Shape kShapes[] = {{1, 1}, {15, 3}, {16, 16}, {17, 40}, {33, 7}, {200, 32}, {5, 130}};
-constexpr double kDensities[] = {0.0, 0.02, 0.1, 0.5, 1.0};
 
 /// The examples where each unit is open, by brute force.
 template <class T>
@@ -41,8 +31,8 @@ TEMPLATE_TEST_CASE("ActiveSet lists every open pair once, in order, and walks th
                    "[active_set]", float, double) {
   using T = TestType;
   std::uint64_t seed = 300;
-  for (const Shape shape : kShapes)
-    for (const double density : kDensities) {
+  for (const test::MaskShape shape : test::kMaskShapes)
+    for (const double density : test::kMaskDensities) {
       CAPTURE(shape.units, shape.batch, density);
       Matrix<T> h = test::exact_mask<T>(shape.units, shape.batch, density, ++seed);
       if (h.size() > 2) h(0, 0) = -T(0);  // -0 is a closed gate, like +0
@@ -109,8 +99,8 @@ TEST_CASE("ActiveSet visit orders: the non-empty lists, by index or by (first, s
           "[active_set]") {
   using T = float;
   std::uint64_t seed = 400;
-  for (const Shape shape : kShapes)
-    for (const double density : kDensities) {
+  for (const test::MaskShape shape : test::kMaskShapes)
+    for (const double density : test::kMaskDensities) {
       CAPTURE(shape.units, shape.batch, density);
       const Matrix<T> h = test::exact_mask<T>(shape.units, shape.batch, density, ++seed);
       const auto expected = open_examples(h);

@@ -7,24 +7,10 @@
 #include <type_traits>
 #include <vector>
 
-#include "conditional/mask_gates.hpp"
-#include "support/catch.hpp"
-#include "support/gradient_check.hpp"
+#include "detail/mask_shapes.hpp"
 
 using namespace stoch;
 using internal::ActiveSet;
-
-namespace {
-
-struct Shape {
-  Index units, batch;
-};
-
-// Unit counts around the 16-gate blocks of the list building (15, 16, 17, 33) and a batch of 1.
-constexpr Shape kShapes[] = {{1, 1}, {15, 3}, {16, 16}, {17, 40}, {33, 7}, {200, 32}, {5, 130}};
-constexpr double kDensities[] = {0.0, 0.02, 0.1, 0.5, 1.0};
-
-}  // namespace
 
 TEMPLATE_TEST_CASE("The sparse forward gives the same bits in either visit order, and the dense values",
                    "[sparse_kernels]", float, double) {
@@ -32,8 +18,8 @@ TEMPLATE_TEST_CASE("The sparse forward gives the same bits in either visit order
   const double tolerance = std::is_same_v<T, float> ? 1e-5 : 1e-12;
   const Index in = 37;
   std::uint64_t seed = 500;
-  for (const Shape shape : kShapes)
-    for (const double density : kDensities) {
+  for (const test::MaskShape shape : test::kMaskShapes)
+    for (const double density : test::kMaskDensities) {
       CAPTURE(shape.units, shape.batch, density);
       const Matrix<T> h = test::exact_mask<T>(shape.units, shape.batch, density, ++seed);
       const Matrix<T> weights_t = test::random_matrix<T>(in, shape.units, ++seed);
