@@ -1,14 +1,10 @@
-// Eigen's malloc guard, made to throw (release builds disable eigen_assert), so the test can prove that
-// Adam::step allocates nothing once built.
-#define EIGEN_RUNTIME_NO_MALLOC
+// Eigen's malloc guard first, so the test can prove that Adam::step allocates nothing once built.
+#include "support/no_malloc.hpp"
+
 #include <cmath>
 #include <limits>
 #include <stdexcept>
 #include <utility>
-#define eigen_assert(x)                                                                 \
-  do {                                                                                  \
-    if (!(x)) throw std::runtime_error("Eigen assertion failed: " #x);                  \
-  } while (false)
 
 #include "stoch/io/serialization.hpp"
 #include "stoch/optim/adam.hpp"
