@@ -40,27 +40,35 @@ struct Fixture {
   }
 };
 
+/// Calls visit(b, q) for each of the 2^kLatent binary latent vectors b (`kLatent x 1`) of example e, with
+/// q = q(b | x_e) = prod_i p_i^b_i (1 - p_i)^(1 - b_i), p = sigm(a.col(e)) for the encoder's logits a.
+template <class Visit>
+void for_each_latent(const Matrix& a, Index e, Visit&& visit) {
+  for (int code = 0; code < (1 << kLatent); ++code) {
+    Matrix b(kLatent, 1);
+    double q = 1;
+    for (Index i = 0; i < kLatent; ++i) {
+      b(i, 0) = T((code >> i) & 1);
+      const double p = 1 / (1 + std::exp(-static_cast<double>(a(i, e))));
+      q *= b(i, 0) > 0 ? p : 1 - p;
+    }
+    visit(b, q);
+  }
+}
+
 /// The exact gradient of the mean over the examples of E_q[f] w.r.t. the encoder's output bias.
 template <class Gate>
 Eigen::VectorXd exact_bias_gradient(Vae<Gate>& vae, const Matrix& x) {
   const Matrix a = vae.logits(x);
   Eigen::VectorXd gradient = Eigen::VectorXd::Zero(kLatent);
-  for (Index e = 0; e < kExamples; ++e) {
-    for (int code = 0; code < (1 << kLatent); ++code) {
-      Matrix b(kLatent, 1);
-      double q = 1;
-      for (Index i = 0; i < kLatent; ++i) {
-        b(i, 0) = T((code >> i) & 1);
-        const double p = 1 / (1 + std::exp(-static_cast<double>(a(i, e))));
-        q *= b(i, 0) > 0 ? p : 1 - p;
-      }
+  for (Index e = 0; e < kExamples; ++e)
+    for_each_latent(a, e, [&](const Matrix& b, double q) {
       const double f = static_cast<double>(vae.losses(x.col(e), b)[0]);
       for (Index i = 0; i < kLatent; ++i) {
         const double p = 1 / (1 + std::exp(-static_cast<double>(a(i, e))));
         gradient[i] += q * (static_cast<double>(b(i, 0)) - p) * f / static_cast<double>(kExamples);
       }
-    }
-  }
+    });
   return gradient;
 }
 
@@ -106,16 +114,9 @@ TEST_CASE("binary VAE: the importance-weighted bound tends to log p(x) computed 
   double log_px = 0;
   for (Index e = 0; e < kExamples; ++e) {
     double px = 0;
-    for (int code = 0; code < (1 << kLatent); ++code) {
-      Matrix b(kLatent, 1);
-      double q = 1;
-      for (Index i = 0; i < kLatent; ++i) {
-        b(i, 0) = T((code >> i) & 1);
-        const double p = 1 / (1 + std::exp(-static_cast<double>(a(i, e))));
-        q *= b(i, 0) > 0 ? p : 1 - p;
-      }
+    for_each_latent(a, e, [&](const Matrix& b, double q) {
       px += q * std::exp(-static_cast<double>(vae.losses(fx.x.col(e), b)[0]));
-    }
+    });
     log_px += std::log(px) / kExamples;
   }
   // With many samples the bound tends to log p(x) (from below in expectation; one estimate of it may land
