@@ -254,22 +254,21 @@ TEST_CASE("Arm and DisArm refuse K < 2, missing pairs, odd batches, and pairs wi
           "[gates]") {
   Arm<double> arm(3);
   DisArm<double> disarm(3);
+  test::check_forward_refused(arm, 1, false, 4,
+                              "Arm::forward ('arm'): needs antithetic pairs (Context::samples == 2 and "
+                              "Context::antithetic, e.g. ctx.set_samples(2, true)); have samples = 1, "
+                              "antithetic = false");
+  test::check_forward_refused(disarm, 2, false, 4,
+                              "DisArm::forward ('disarm'): needs antithetic pairs (Context::samples == 2 and "
+                              "Context::antithetic, e.g. ctx.set_samples(2, true)); have samples = 2, "
+                              "antithetic = false");
+  test::check_forward_refused(arm, 2, true, 5,
+                              "Arm::forward ('arm'): a batch of 5 columns is not a multiple of Context::samples = 2");
+  test::check_forward_refused(disarm, 4, true, 8,
+                              "DisArm::forward ('disarm'): antithetic pairs need Context::samples == 2, got 4");
   Generator rng(1);
   Context<double> ctx(Mode::train, rng);
-  REQUIRE_THROWS_MESSAGE(arm.forward(Matrix<double>::Zero(3, 4), ctx),
-                         "Arm::forward ('arm'): needs antithetic pairs (Context::samples == 2 and "
-                         "Context::antithetic, e.g. ctx.set_samples(2, true)); have samples = 1, antithetic = false");
-  ctx.set_samples(2);
-  REQUIRE_THROWS_MESSAGE(disarm.forward(Matrix<double>::Zero(3, 4), ctx),
-                         "DisArm::forward ('disarm'): needs antithetic pairs (Context::samples == 2 and "
-                         "Context::antithetic, e.g. ctx.set_samples(2, true)); have samples = 2, antithetic = false");
   ctx.set_samples(2, true);
-  REQUIRE_THROWS_MESSAGE(arm.forward(Matrix<double>::Zero(3, 5), ctx),
-                         "Arm::forward ('arm'): a batch of 5 columns is not a multiple of Context::samples = 2");
-  ctx.samples = 4;
-  REQUIRE_THROWS_MESSAGE(disarm.forward(Matrix<double>::Zero(3, 8), ctx),
-                         "DisArm::forward ('disarm'): antithetic pairs need Context::samples == 2, got 4");
-  ctx.samples = 2;
   Matrix<double> a = Matrix<double>::Zero(3, 4);
   a(1, 3) = 0.5;  // example 1's pair differs at unit 1 (a sampled layer below the gate would do this)
   REQUIRE_THROWS_MESSAGE(arm.forward(a, ctx), "Arm::forward ('arm'): the antithetic pair of example 1 has different "

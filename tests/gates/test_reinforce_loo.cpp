@@ -104,27 +104,23 @@ TEST_CASE("ReinforceLoo samples exactly as StochasticBinary does; evaluation is 
 TEST_CASE("ReinforceLoo refuses K < 2, antithetic pairs, a batch that is not a multiple of K, and a changed K",
           "[gates]") {
   ReinforceLoo<double> gate(3);
+  test::check_forward_refused(gate, 1, false, 4,
+                              "ReinforceLoo::forward ('rloo'): needs K >= 2 samples per example for a leave-one-out "
+                              "baseline (Context::samples = 1)");
+  test::check_forward_refused(gate, 3, false, 7,
+                              "ReinforceLoo::forward ('rloo'): a batch of 7 columns is not a multiple of "
+                              "Context::samples = 3");
+  test::check_forward_refused(gate, 2, true, 4, "ReinforceLoo::forward ('rloo'): needs independent samples");
+  test::check_forward_refused(gate, 0, false, 4,
+                              "ReinforceLoo::forward ('rloo'): Context::samples must be >= 1, got 0");
   Generator rng(1);
   Context<double> ctx(Mode::train, rng);
-  REQUIRE_THROWS_MESSAGE(gate.forward(Matrix<double>::Zero(3, 4), ctx),
-                         "ReinforceLoo::forward ('rloo'): needs K >= 2 samples per example for a leave-one-out "
-                         "baseline (Context::samples = 1)");
-  ctx.set_samples(3);
-  REQUIRE_THROWS_MESSAGE(gate.forward(Matrix<double>::Zero(3, 7), ctx),
-                         "ReinforceLoo::forward ('rloo'): a batch of 7 columns is not a multiple of "
-                         "Context::samples = 3");
-  ctx.set_samples(2, true);
-  REQUIRE_THROWS_MESSAGE(gate.forward(Matrix<double>::Zero(3, 4), ctx),
-                         "ReinforceLoo::forward ('rloo'): needs independent samples");
   ctx.set_samples(2);
   gate.forward(Matrix<double>::Zero(3, 4), ctx);
   ctx.example_loss = RowVector<double>::Ones(4);
   ctx.samples = 4;
   REQUIRE_THROWS_MESSAGE(gate.backward(Matrix<double>(), ctx),
                          "ReinforceLoo::backward ('rloo'): Context::samples is 4 but the forward ran with 2");
-  ctx.samples = 0;
-  REQUIRE_THROWS_MESSAGE(gate.forward(Matrix<double>::Zero(3, 4), ctx),
-                         "ReinforceLoo::forward ('rloo'): Context::samples must be >= 1, got 0");
 }
 
 TEST_CASE("ReinforceLoo gates an expert: closed experts are skipped in training, on both expert paths", "[gates]") {

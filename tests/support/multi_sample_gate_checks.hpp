@@ -1,5 +1,5 @@
 // Checks shared by the multi-sample score-function gates (ReinforceLoo, Arm, DisArm): evaluation by the
-// threshold alone, and gating an expert inside a GatedLayer on both expert paths.
+// threshold alone, refused sample layouts, and gating an expert inside a GatedLayer on both expert paths.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +26,18 @@ void check_threshold_evaluation(GateT& gate, const Matrix<double>& a, Context<do
   const ParameterList<double> params = gate.parameters();
   REQUIRE(params.size() == 1);
   CHECK(params[0]->name == parameter_name);
+}
+
+/// A training forward of `gate` on a zero `3 x columns` input under the layout (samples, antithetic) is
+/// refused with a message containing `message`. The layout is set directly, not by Context::set_samples,
+/// so that layouts set_samples would refuse reach the gate.
+template <class GateT>
+void check_forward_refused(GateT& gate, Index samples, bool antithetic, Index columns, const std::string& message) {
+  Generator rng(1);
+  Context<double> ctx(Mode::train, rng);
+  ctx.samples = samples;
+  ctx.antithetic = antithetic;
+  REQUIRE_THROWS_MESSAGE(gate.forward(Matrix<double>::Zero(3, columns), ctx), message);
 }
 
 /// A GatedLayer whose gater is Linear -> GateT (5 gates over a 6-input expert) on `examples` examples tiled
