@@ -2,6 +2,7 @@
 // differences away from the kink and scales the gradient by s exactly where a <= 0; bad slopes are refused.
 #include "stoch/layers/leaky_rectifier.hpp"
 
+#include "layers/kink_checks.hpp"
 #include "support/catch.hpp"
 #include "support/gradient_check.hpp"
 
@@ -14,17 +15,9 @@ TEMPLATE_TEST_CASE("LeakyRectifier forward is max(a, s a) and backward scales by
   using T = TestType;
   LeakyRectifier<T> layer(2, {T(0.25)});
   CHECK(layer.slope() == T(0.25));
-  Matrix<T> x(2, 3);
-  x << T(-1), T(0), T(3), T(2), T(-0.5), T(1e-30);
-  Context<T> ctx;
-  Matrix<T> expected(2, 3);
-  expected << T(-0.25), T(0), T(3), T(2), T(-0.125), T(1e-30);
-  CHECK(layer.forward(x, ctx) == expected);
-  Matrix<T> dh(2, 3);
-  dh << T(4), T(8), T(7), T(8), T(12), T(10);
-  Matrix<T> scaled(2, 3);
-  scaled << T(1), T(2), T(7), T(8), T(3), T(10);
-  CHECK(layer.backward(dh, ctx) == scaled);
+  test::check_at_kink_input(layer, {T(-0.25), T(0), T(3), T(2), T(-0.125), T(1e-30)},
+                            {T(4), T(8), T(7), T(8), T(12), T(10)},
+                            {T(1), T(2), T(7), T(8), T(3), T(10)});
 }
 
 TEST_CASE("LeakyRectifier with slope 0 is the rectifier", "[leaky_rectifier]") {

@@ -2,6 +2,7 @@
 // differences away from the kink and passes the gradient exactly where the output is positive.
 #include "stoch/layers/rectifier.hpp"
 
+#include "layers/kink_checks.hpp"
 #include "support/catch.hpp"
 #include "support/gradient_check.hpp"
 
@@ -13,17 +14,9 @@ static_assert(Gate<Rectifier<float>> && skips_in_training<Rectifier<float>>);
 TEMPLATE_TEST_CASE("Rectifier forward is max(0, a) and backward masks by the sign", "[rectifier]", float, double) {
   using T = TestType;
   Rectifier<T> layer(2);
-  Matrix<T> x(2, 3);
-  x << T(-1), T(0), T(3), T(2), T(-0.5), T(1e-30);
-  Context<T> ctx;
-  Matrix<T> expected(2, 3);
-  expected << T(0), T(0), T(3), T(2), T(0), T(1e-30);
-  CHECK(layer.forward(x, ctx) == expected);
-  Matrix<T> dh(2, 3);
-  dh << T(5), T(6), T(7), T(8), T(9), T(10);
-  Matrix<T> masked(2, 3);
-  masked << T(0), T(0), T(7), T(8), T(0), T(10);
-  CHECK(layer.backward(dh, ctx) == masked);
+  test::check_at_kink_input(layer, {T(0), T(0), T(3), T(2), T(0), T(1e-30)},
+                            {T(5), T(6), T(7), T(8), T(9), T(10)},
+                            {T(0), T(0), T(7), T(8), T(0), T(10)});
 }
 
 TEST_CASE("Rectifier backward matches central finite differences away from the kink", "[rectifier]") {
