@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "support/catch.hpp"
+#include "support/central_difference.hpp"
 #include "support/gradient_check.hpp"
 
 using namespace stoch;
@@ -72,20 +73,10 @@ TEST_CASE("BernoulliLogLikelihood backward matches central finite differences of
   Context<double> ctx;
   loss.forward(l, x, ctx);
   const Matrix<double> analytic = loss.backward();
-  Matrix<double> probe = l;
-  const double eps = 1e-6;
-  double worst = 0;
-  for (Index k = 0; k < probe.size(); ++k) {
-    const double saved = probe.data()[k];
-    probe.data()[k] = saved + eps;
-    Context<double> up_ctx(Mode::eval);
-    const double up = loss.forward(probe, x, up_ctx);
-    probe.data()[k] = saved - eps;
-    Context<double> down_ctx(Mode::eval);
-    const double down = loss.forward(probe, x, down_ctx);
-    probe.data()[k] = saved;
-    worst = std::max(worst, std::abs(analytic.data()[k] - (up - down) / (2 * eps)));
-  }
+  const double worst = test::max_central_difference_error(l, analytic, [&](const Matrix<double>& probe) {
+    Context<double> eval(Mode::eval);
+    return loss.forward(probe, x, eval);
+  });
   CHECK(worst < 1e-8);
 }
 

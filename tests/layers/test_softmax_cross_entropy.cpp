@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "support/catch.hpp"
+#include "support/central_difference.hpp"
 #include "support/gradient_check.hpp"
 
 using namespace stoch;
@@ -41,23 +42,14 @@ TEST_CASE("SoftmaxCrossEntropy gives -log softmax per example and their mean", "
 }
 
 TEST_CASE("SoftmaxCrossEntropy backward is the gradient of the mean loss", "[softmax_cross_entropy]") {
-  Matrix<double> logits = test::random_matrix<double>(10, 6, 2, 3.0);
+  const Matrix<double> logits = test::random_matrix<double>(10, 6, 2, 3.0);
   const std::vector<int> labels = {9, 0, 4, 4, 7, 2};
   SoftmaxCrossEntropy<double> loss(10);
   Context<double> ctx;
   loss.forward(logits, labels, ctx);
   const Matrix<double> analytic = loss.backward();
-  const double eps = 1e-6;
-  double worst = 0;
-  for (Index k = 0; k < logits.size(); ++k) {
-    const double saved = logits.data()[k];
-    logits.data()[k] = saved + eps;
-    const double up = loss.forward(logits, labels, ctx);
-    logits.data()[k] = saved - eps;
-    const double down = loss.forward(logits, labels, ctx);
-    logits.data()[k] = saved;
-    worst = std::max(worst, std::abs(analytic.data()[k] - (up - down) / (2 * eps)));
-  }
+  const double worst = test::max_central_difference_error(
+      logits, analytic, [&](const Matrix<double>& probe) { return loss.forward(probe, labels, ctx); });
   CHECK(worst < 1e-9);
   // Each column of (softmax - onehot) / batch sums to zero.
   CHECK(analytic.colwise().sum().cwiseAbs().maxCoeff() < 1e-15);
