@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "support/catch.hpp"
+#include "support/central_difference.hpp"
 #include "support/gradient_check.hpp"
 
 using namespace stoch;
@@ -56,29 +57,13 @@ TEST_CASE("BernoulliPrior backward matches central finite differences", "[bernou
   prior.logits().grad.setConstant(0.5);  // backward accumulates
   const Matrix<double> db = prior.backward(w);
   const Matrix<double> dc = prior.logits().grad.array() - 0.5;
-  const double eps = 1e-6;
-  double worst = 0;
-  Matrix<double> probe = b;
-  for (Index k = 0; k < probe.size(); ++k) {
-    const double saved = probe.data()[k];
-    probe.data()[k] = saved + eps;
-    const double up = loss(probe);
-    probe.data()[k] = saved - eps;
-    const double down = loss(probe);
-    probe.data()[k] = saved;
-    worst = std::max(worst, std::abs(db.data()[k] - (up - down) / (2 * eps)));
-  }
-  for (Index i = 0; i < units; ++i) {
-    double& c = prior.logits().value(i, 0);
-    const double saved = c;
-    c = saved + eps;
-    const double up = loss(b);
-    c = saved - eps;
-    const double down = loss(b);
-    c = saved;
-    worst = std::max(worst, std::abs(dc(i, 0) - (up - down) / (2 * eps)));
-  }
-  CHECK(worst < 1e-8);
+  const Matrix<double> logits = prior.logits().value;
+  const double worst_logits = test::max_central_difference_error(logits, dc, [&](const Matrix<double>& probe) {
+    prior.logits().value = probe;
+    return loss(b);
+  });
+  prior.logits().value = logits;
+  CHECK(std::max(test::max_central_difference_error(b, db, loss), worst_logits) < 1e-8);
 }
 
 TEST_CASE("BernoulliPrior refuses bad sizes, shapes, samples and weights", "[bernoulli_prior]") {
