@@ -19,6 +19,22 @@
 
 namespace stoch::test {
 
+/// Calls visit(h, P(h)) for each of the 2^n binary vectors h of n = p.size() independent units with
+/// P(h_i = 1) = p_i, so P(h) = prod_i p_i^h_i (1 - p_i)^(1 - h_i).
+template <class Visit>
+void for_each_binary_vector(const Vector<double>& p, Visit&& visit) {
+  const Index n = p.size();
+  for (int state = 0; state < (1 << n); ++state) {
+    Vector<double> h(n);
+    double probability = 1;
+    for (Index i = 0; i < n; ++i) {
+      h[i] = (state >> i) & 1;
+      probability *= h[i] > 0 ? p[i] : 1 - p[i];
+    }
+    visit(h, probability);
+  }
+}
+
 struct ExactBinaryNetwork {
   static constexpr Index kInputs = 3, kUnits = 4, kClasses = 3, kExamples = 3;
 
@@ -89,20 +105,14 @@ struct ExactBinaryNetwork {
     for (Index e = 0; e < kExamples; ++e) {
       const Vector<double> a = encoder.weight().value * x.col(e) + encoder.bias().value.col(0);
       const Vector<double> p = a.unaryExpr([](double v) { return sigmoid(v); });
-      for (int state = 0; state < (1 << kUnits); ++state) {
-        Vector<double> h(kUnits);
-        double probability = 1;
-        for (Index i = 0; i < kUnits; ++i) {
-          h[i] = (state >> i) & 1;
-          probability *= h[i] > 0 ? p[i] : 1 - p[i];
-        }
+      for_each_binary_vector(p, [&](const Vector<double>& h, double probability) {
         Vector<double> dz;
         const double loss = loss_at(h, labels[static_cast<std::size_t>(e)], &dz);
         j += inv_e * probability * loss;
         da.col(e) += inv_e * probability * loss * (h - p);
         dw2 += (inv_e * probability) * dz.lazyProduct(h.transpose());
         db2 += inv_e * probability * dz;
-      }
+      });
     }
     const Matrix<double> dw1 = da.lazyProduct(x.transpose());
     const Vector<double> db1 = da.rowwise().sum();

@@ -44,16 +44,9 @@ struct PairExact {
   Vector<double> gradient(const Vector<double>& a) const {
     const Vector<double> p = a.unaryExpr([](double v) { return sigmoid(v); });
     Vector<double> g = Vector<double>::Zero(n);
-    for (int state = 0; state < (1 << n); ++state) {
-      Vector<double> h(n);
-      double probability = 1;
-      for (Index i = 0; i < n; ++i) {
-        h[i] = (state >> i) & 1;
-        probability *= h[i] > 0 ? p[i] : 1 - p[i];
-      }
-      // d P(h) / d a_i = P(h) (h_i - p_i)
-      g += probability * f(h) * (h - p);
-    }
+    test::for_each_binary_vector(p, [&](const Vector<double>& h, double probability) {
+      g += probability * f(h) * (h - p);  // d P(h) / d a_i = P(h) (h_i - p_i)
+    });
     return g;
   }
 
