@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "layers/loss_checks.hpp"
 #include "support/catch.hpp"
 #include "support/central_difference.hpp"
 #include "support/gradient_check.hpp"
@@ -38,13 +39,9 @@ TEST_CASE("BernoulliLogLikelihood writes -log p(x | l) per example and returns t
   BernoulliLogLikelihood<double> loss(7);
   Context<double> ctx;
   const double mean = loss.forward(l, x, ctx);
-  REQUIRE(ctx.example_loss.size() == 5);
-  double sum = 0;
-  for (Index j = 0; j < 5; ++j) {
-    CHECK(ctx.example_loss[j] == Approx(static_cast<double>(reference_loss(l, x, j))).epsilon(1e-12));
-    sum += ctx.example_loss[j];
-  }
-  CHECK(mean == Approx(sum / 5).epsilon(1e-14));
+  const test::ExampleLossSums sums = test::check_example_losses(
+      ctx, 5, [&](Index j) { return static_cast<double>(reference_loss(l, x, j)); });
+  CHECK(mean == Approx(sums.written / 5).epsilon(1e-14));
 }
 
 TEMPLATE_TEST_CASE("BernoulliLogLikelihood is finite and exact at large logits", "[bernoulli_ll]", float, double) {

@@ -7,6 +7,7 @@
 #include <limits>
 #include <vector>
 
+#include "layers/loss_checks.hpp"
 #include "support/catch.hpp"
 #include "support/central_difference.hpp"
 #include "support/gradient_check.hpp"
@@ -30,14 +31,9 @@ TEST_CASE("SoftmaxCrossEntropy gives -log softmax per example and their mean", "
   SoftmaxCrossEntropy<double> loss(4);
   Context<double> ctx;
   const double mean = loss.forward(logits, labels, ctx);
-  REQUIRE(ctx.example_loss.size() == 5);
-  double sum = 0;
-  for (Index j = 0; j < 5; ++j) {
-    const double expected = reference_loss(logits, j, labels[static_cast<std::size_t>(j)]);
-    CHECK(ctx.example_loss(j) == Approx(expected).epsilon(1e-12));
-    sum += expected;
-  }
-  CHECK(mean == Approx(sum / 5).epsilon(1e-12));
+  const test::ExampleLossSums sums = test::check_example_losses(
+      ctx, 5, [&](Index j) { return reference_loss(logits, j, labels[static_cast<std::size_t>(j)]); });
+  CHECK(mean == Approx(sums.expected / 5).epsilon(1e-12));
   for (Index j = 0; j < 5; ++j) CHECK(loss.probabilities().col(j).sum() == Approx(1.0).epsilon(1e-12));
 }
 
