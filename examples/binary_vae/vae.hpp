@@ -190,13 +190,7 @@ class Vae {
     const Matrix& a = encoder_.forward(centred_, ctx);
     stoch::tile_samples(a, k, a_tiled_);
     const Matrix& h = gate_.forward(a_tiled_, ctx);
-    z_.resize(h.rows(), h.cols());
-    z_.array() = T(2) * h.array() - T(1);
-    const Matrix& logits = decoder_.forward(z_, ctx);
-    stoch::tile_samples(x, k, x_tiled_);
-    loss_.forward(logits, x_tiled_, ctx);
-    const RowVector& log_prior = prior_.forward(h, ctx);
-    stoch::bernoulli_log_probability<T>(a_tiled_, h, log_q_, scratch_);
+    const RowVector& log_prior = decode(a_tiled_, h, x, k, ctx, z_, x_tiled_);
     ctx.example_loss.array() += log_q_.array() - log_prior.array();
     const double mean_loss = static_cast<double>(ctx.example_loss.template cast<double>().mean());
 
@@ -215,6 +209,22 @@ class Vae {
     for (Index s = 1; s < k; ++s) da_ += da_tiled.middleCols(s * examples, examples);
     encoder_.backward(da_, ctx);
     return mean_loss;
+  }
+
+  /// Decodes the codes `b` (`latent x K E`, drawn from the logits `a` of the same shape) against the images `x`
+  /// (`pixels x E`, tiled K = `k` times into `x_tiled`; `z` holds the decoder input 2 b - 1): writes
+  /// -log p(x | b) into ctx.example_loss and log q(b | x) into log_q_, and returns log p(b) per column. Shared by
+  /// the training estimate and the bounds.
+  const RowVector& decode(const Matrix& a, const Matrix& b, const Matrix& x, Index k, Context& ctx, Matrix& z,
+                          Matrix& x_tiled) {
+    z.resize(b.rows(), b.cols());
+    z.array() = T(2) * b.array() - T(1);
+    const Matrix& logits = decoder_.forward(z, ctx);
+    stoch::tile_samples(x, k, x_tiled);
+    loss_.forward(logits, x_tiled, ctx);
+    const RowVector& log_prior = prior_.forward(b, ctx);
+    stoch::bernoulli_log_probability<T>(a, b, log_q_, scratch_);
+    return log_prior;
   }
 
   /// Single-sample ELBO, averaged over the columns of `images` (each binarised once, one b per image), in
@@ -241,13 +251,7 @@ class Vae {
       eval_p_.array() = stoch::sigmoid(eval_a_.array());
       eval_b_.resize(eval_a_.rows(), eval_a_.cols());
       stoch::fill_bernoulli<T>(rng, eval_p_, eval_b_);
-      eval_z_.resize(eval_b_.rows(), eval_b_.cols());
-      eval_z_.array() = T(2) * eval_b_.array() - T(1);
-      const Matrix& logits = decoder_.forward(eval_z_, ctx);
-      stoch::tile_samples(eval_x_, samples, eval_x_tiled_);
-      loss_.forward(logits, eval_x_tiled_, ctx);
-      const RowVector& log_prior = prior_.forward(eval_b_, ctx);
-      stoch::bernoulli_log_probability<T>(eval_a_, eval_b_, log_q_, scratch_);
+      const RowVector& log_prior = decode(eval_a_, eval_b_, eval_x_, samples, ctx, eval_z_, eval_x_tiled_);
       for (Index e = 0; e < count; ++e) {
         // log-mean-exp over the samples of example e, in double.
         double best = -std::numeric_limits<double>::infinity();
