@@ -2,6 +2,7 @@
 // per-example loss a score-function layer reads, with the errors that name what is missing.
 #include "stoch/core/context.hpp"
 
+#include <limits>
 #include <type_traits>
 
 #include "support/catch.hpp"
@@ -37,4 +38,6 @@ TEST_CASE("Context::loss_for_batch checks the per-example loss against the batch
   ctx.example_loss = RowVector<double>::LinSpaced(4, 1.0, 4.0);
   CHECK(ctx.loss_for_batch("x", 4).sum() == 10.0);
   REQUIRE_THROWS_MESSAGE(ctx.loss_for_batch("x", 5), "have 4 values for a batch of 5");
+  ctx.example_loss[2] = std::numeric_limits<double>::quiet_NaN();  // every score-function gate relies on this
+  REQUIRE_THROWS_MESSAGE(ctx.loss_for_batch("Arm::backward", 4), "Arm::backward: the per-example loss is not finite");
 }

@@ -60,13 +60,15 @@ struct Context {
     return batch / samples;
   }
 
-  /// The per-example loss, checked against the batch size of the layer asking for it.
+  /// The per-example loss, checked against the batch size of the layer asking for it and for finite values.
   const RowVector<T>& loss_for_batch(const char* who, Index batch) const {
     if (example_loss.size() != batch)
       internal::fail(std::string(who) +
                      ": needs the per-example loss (Context::example_loss, 1 x batch) before backward; "
                      "have " + std::to_string(example_loss.size()) + " values for a batch of " +
                      std::to_string(batch));
+    // A score-function gate multiplies its gradient by the loss: a NaN here would reach the parameters.
+    if (!example_loss.allFinite()) internal::fail(std::string(who) + ": the per-example loss is not finite");
     return example_loss;
   }
 

@@ -100,7 +100,6 @@ class AntitheticBinary : public internal::SigmoidBernoulliGate<AntitheticBinary<
     if (ctx.samples != 2 || !ctx.antithetic)
       internal::fail(who + ": Context::samples and Context::antithetic changed since the forward (need 2, true)");
     const RowVector<T>& loss = ctx.loss_for_batch(who.c_str(), batch);
-    if (!loss.allFinite()) internal::fail(who + ": the per-example loss is not finite");
 
     Matrix<T>& da = this->input_gradient_;
     da.resize(units, batch);

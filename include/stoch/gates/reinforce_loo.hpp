@@ -79,7 +79,6 @@ class ReinforceLoo : public internal::SigmoidBernoulliGate<ReinforceLoo<T>, T> {
       internal::fail(who + ": Context::samples is " + std::to_string(ctx.samples) + " but the forward ran with " +
                      std::to_string(samples_));
     const RowVector<T>& loss = ctx.loss_for_batch(who.c_str(), batch);
-    if (!loss.allFinite()) internal::fail(who + ": the per-example loss is not finite");
 
     // centred_[c] = L_c - Lbar_c = L_c - (S_e - L_c) / (K - 1) = (K L_c - S_e) / (K - 1).
     const Index k_samples = samples_, examples = examples_;

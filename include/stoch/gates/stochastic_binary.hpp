@@ -78,7 +78,6 @@ class StochasticBinary : public internal::SigmoidBernoulliGate<StochasticBinary<
     const Index batch = h.cols();
     if (dy.size() != 0) internal::check_shape(this->gradient_what_.c_str(), dy.rows(), dy.cols(), h.rows(), batch);
     const RowVector<T>& loss = ctx.loss_for_batch(this->backward_what_.c_str(), batch);
-    if (!loss.allFinite()) internal::fail(this->backward_what_ + ": the per-example loss is not finite");
 
     current_baselines(baseline_);
     Matrix<T>& da = this->input_gradient_;
