@@ -1,11 +1,5 @@
 // binary_vae: the binary-VAE benchmark of the DisARM paper (Dong, Mnih & Tucker 2020) on dynamically binarised
 // MNIST, every estimator of the library behind the same model. See examples/binary_vae/README.md.
-// GCC 12 reports -Wuninitialized inside its own AVX-512 intrinsics where Eigen's float GEMM packing
-// (ptranspose) is inlined (GCC bug 105593: _mm512_undefined_ps); the warning is about the intrinsics headers,
-// so it is silenced before they are included (as in examples/estimator_lab/main.cpp).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
 #include <algorithm>
 #include <atomic>
 #include <chrono>

@@ -2,13 +2,6 @@
 // expected loss on small networks (computed by enumerating the 2^n binary vectors): bias in standard errors,
 // variance, cosine to the exact gradient, cost. Writes results.json, results.md and variance_vs_cost.png.
 // See examples/estimator_lab/README.md.
-// GCC 12 reports -Wuninitialized inside its own AVX-512 intrinsics where Eigen's double GEMM packing
-// (ptranspose) is inlined (GCC bug 105593: _mm512_undefined_pd); the warning is about the intrinsics headers,
-// so it is silenced before they are included (as in tests/gates/test_arm.cpp).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>

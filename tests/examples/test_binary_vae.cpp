@@ -5,10 +5,6 @@
 // (the term E_q[d f / d a at fixed b] = -E_q[d log q / d a] is zero); and gradient_variance leaves the run as
 // it found it (same next step, bit for bit); with the relaxed Gumbel-sigmoid gate and its noise held fixed,
 // the gradients of the biases and the prior logits match central finite differences of the mean loss.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"  // GCC bug 105593 in the AVX-512 headers (see main.cpp)
-#endif
-
 #include "../../examples/binary_vae/vae.hpp"
 
 #include <cmath>

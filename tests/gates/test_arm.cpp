@@ -5,13 +5,6 @@
 // (enumeration over 2^n binary vectors). Then the gates are checked against that: unbiased for every
 // parameter of a small network (5 standard errors), DisARM's variance below ARM's per unit (exact and
 // measured on paired samples), the formulas, the antithetic uniforms, the bad inputs.
-// GCC 12 reports -Wuninitialized inside its own AVX-512 intrinsics where Eigen's double GEMM packing
-// (ptranspose) is inlined into this small translation unit (GCC bug 105593: _mm512_undefined_pd); the
-// warning is about the intrinsics headers, so it is silenced before they are included.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-
 #include <array>
 #include <cmath>
 #include <cstdio>

@@ -1,13 +1,6 @@
 // ReinforceLoo (Kool et al. 2019): unbiased for every parameter of a small network against the gradient of
 // its expected loss computed exactly by enumeration; the estimator's formula; sampling identical to SBN's;
 // evaluation; the multi-sample layout's bad inputs; use inside a GatedLayer.
-// GCC 12 reports -Wuninitialized inside its own AVX-512 intrinsics where Eigen's double GEMM packing
-// (ptranspose) is inlined into this small translation unit (GCC bug 105593: _mm512_undefined_pd); the
-// warning is about the intrinsics headers, so it is silenced before they are included.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-
 #include <cmath>
 #include <cstdio>
 
