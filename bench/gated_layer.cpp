@@ -31,6 +31,7 @@
 #include "exact_density.hpp"
 #include "stoch/conditional/gated_layer.hpp"
 #include "stoch/core/distributions.hpp"
+#include "stoch/core/threads.hpp"
 #include "stoch/graph/sequential.hpp"
 #include "stoch/layers/tanh.hpp"
 
@@ -66,8 +67,11 @@ class FixedMaskGate {
 };
 static_assert(stoch::Gate<FixedMaskGate>);
 
+// Every benchmark of stoch_bench runs on one thread unless it sets its own count (BM_ConditionalNet's
+// <threads>): the default would be every core.
 const bool context_added = [] {
-  benchmark::AddCustomContext("threads", "1 (stoch kernels and Eigen single-threaded)");
+  stoch::set_threads(1);
+  benchmark::AddCustomContext("threads", "1 (stoch kernels and Eigen single-threaded) unless a row names its own");
   return true;
 }();
 

@@ -11,6 +11,7 @@
 #include "stoch/gates/straight_through.hpp"
 #include "stoch/graph/sequential.hpp"
 #include "stoch/layers/tanh.hpp"
+#include "stoch/optim/sgd.hpp"
 
 #include "conditional/gated_gradient_check.hpp"
 #include "conditional/mask_gates.hpp"
@@ -81,8 +82,8 @@ void check_against_definition(double tolerance) {
         CHECK(layer.last_forward_dense() == (!layer.last_batch_sparse() || (Needs && Closed)));
         CHECK(layer.density() == Approx(density).margin(0.5 / static_cast<double>(mask.size())));
 
-        // The definition with plain Eigen (a block layer stores W as `units x in`): y_i = h_{i/k} (W x + b)_i.
-        const Matrix<T>& w = layer.expert_weight().value;
+        // The definition with plain Eigen: y_i = h_{i/k} (W x + b)_i.
+        const Matrix<T> w = layer.dense_expert_weight();
         REQUIRE(w.rows() == s.units);
         const Matrix<T> H = (w * x).colwise() + layer.expert_bias().value.col(0);
         const auto& gate_input = layer.gater().template get<0>();
@@ -92,7 +93,7 @@ void check_against_definition(double tolerance) {
         if (s.k == 16 || density == 0.0) CHECK((y.array() != T(0)).count() <= s.k * (mask.array() != T(0)).count());
 
         const Matrix<T> dH = hx.cwiseProduct(dy);
-        CHECK(test::relative_error(layer.expert_weight().grad, Matrix<T>(dH * x.transpose())) <= tolerance);
+        CHECK(test::relative_error(layer.dense_expert_weight_gradient(), Matrix<T>(dH * x.transpose())) <= tolerance);
         CHECK(test::relative_error(layer.expert_bias().grad, Matrix<T>(dH.rowwise().sum())) <= tolerance);
         Matrix<T> dh = block_sums(Matrix<T>(dy.cwiseProduct(H)), s.k);
         if (!Needs) dh.setZero();
@@ -139,7 +140,7 @@ TEST_CASE("block GatedLayer with k = 1 is the unit layer, to the bit", "[gated_l
     Context<float> ctx(Mode::train, r);
     CHECK(blocks.forward(x, ctx) == units.forward(x, ctx));
     CHECK(blocks.backward(dy, ctx) == units.backward(dy, ctx));
-    CHECK(blocks.expert_weight().grad == units.expert_weight().grad);
+    CHECK(blocks.dense_expert_weight_gradient() == units.dense_expert_weight_gradient());
   }
 }
 
@@ -205,7 +206,7 @@ void check_paths_agree(MakeGate gate) {
     Generator rng(77);
     Context<double> ctx(Mode::train, rng);
     const Matrix<double> h = fresh.gater().forward(x, ctx);
-    const Matrix<double> H = (sparse.expert_weight().value * x).colwise() + sparse.expert_bias().value.col(0);
+    const Matrix<double> H = (sparse.dense_expert_weight() * x).colwise() + sparse.expert_bias().value.col(0);
     CHECK(test::relative_error(y[1], Matrix<double>(expand(h, s.k).cwiseProduct(H))) <= 1e-12);
     CHECK(sparse.density() > 0.0);
   }
@@ -266,6 +267,30 @@ TEST_CASE("block GatedLayer: without dL/dx, the parameter gradients are exactly 
     }
 }
 
+TEST_CASE("block GatedLayer: the block layout holds the Linear's weights, and max-norm bounds every unit",
+          "[gated_layer][blocks]") {
+  const Index in = 9, units = 12, k = 4;
+  const Matrix<float> mask = test::exact_mask<float>(units / k, 5, 0.5, 2);
+  Generator rng(31);
+  Linear<float> gate_input(in, units / k, rng, "gater");
+  Linear<float> expert(in, units, rng);
+  expert.weight().value *= 10.0f;  // every unit far above the bound
+  GatedLayer layer(MaskGater<float, true, false>(gate_input, test::MaskGate<float, true, false>(units / k, mask)),
+                   expert, k);
+  CHECK(layer.dense_expert_weight() == expert.weight().value);
+  CHECK(layer.expert_weight().value.rows() == k * in);
+  CHECK(layer.expert_weight().value.cols() == units / k);
+  CHECK(layer.expert_weight().fan_in == FanIn::blocks);
+  set_max_norm<float>(layer.parameters(), 1.5f);
+  Sgd<float> sgd(layer.parameters(), {.learning_rate = 0.1f});
+  Context<float> ctx(Mode::train, rng);
+  layer.forward(test::random_matrix<float>(in, 5, 3), ctx);
+  layer.backward(test::random_matrix<float>(units, 5, 4), ctx);
+  sgd.step();
+  const Matrix<float> w = layer.dense_expert_weight();
+  for (Index i = 0; i < units; ++i) CHECK(w.row(i).norm() == Approx(1.5).epsilon(1e-5));
+}
+
 TEST_CASE("block GatedLayer rejects a block size that does not fit, naming the layer", "[gated_layer][blocks]") {
   using Gater = Sequential<Linear<float>, test::MaskGate<float, true, false>>;
   const Matrix<float> mask = test::exact_mask<float>(7, 3, 0.5, 1);
@@ -273,6 +298,7 @@ TEST_CASE("block GatedLayer rejects a block size that does not fit, naming the l
   REQUIRE_THROWS_MESSAGE(GatedLayer(gater, Linear<float>(5, 21), 4, "wide"),
                          "GatedLayer ('wide'): the expert's 21 units are not a multiple of the block size 4");
   REQUIRE_THROWS_MESSAGE(GatedLayer(gater, Linear<float>(5, 21), 0, "wide"), "block size must be at least 1, got 0");
+  REQUIRE_THROWS_MESSAGE(GatedLayer(gater, Linear<float>(5, 21), -2, "wide"), "block size must be at least 1, got -2");
   REQUIRE_THROWS_MESSAGE(GatedLayer(gater, Linear<float>(5, 28), 2, "wide"),
                          "GatedLayer ('wide'): the gater maps 5 -> 7 features but blocks of 2 of the expert's 5 -> 28 "
                          "units need a gater mapping 5 -> 14");
@@ -306,7 +332,7 @@ double exact_expected_loss(GatedLayer<SbnGater>& layer, const Vector<double>& x,
   const Vector<double> p = (gate_input.weight().value * x + gate_input.bias().value.col(0)).unaryExpr([](double a) {
     return sigmoid(a);
   });
-  const Vector<double> H = layer.expert_weight().value * x + layer.expert_bias().value.col(0);
+  const Vector<double> H = layer.dense_expert_weight() * x + layer.expert_bias().value.col(0);
   double expected = 0;
   for (int state = 0; state < (1 << kSbnBlocks); ++state) {
     double probability = 1;
@@ -431,7 +457,7 @@ Matrix<T> stack_layer_definition(const GatedLayer<StackGater<T>>& layer, const M
   const auto& g2 = layer.gater().template get<2>();
   const Matrix<T> a = ((g1.weight().value * x).colwise() + g1.bias().value.col(0)).array().tanh().matrix();
   const Matrix<T> h = mask.cwiseProduct((g2.weight().value * a).colwise() + g2.bias().value.col(0));
-  const Matrix<T> H = (layer.expert_weight().value * x).colwise() + layer.expert_bias().value.col(0);
+  const Matrix<T> H = (layer.dense_expert_weight() * x).colwise() + layer.expert_bias().value.col(0);
   return expand(h, layer.block()).cwiseProduct(H);
 }
 

@@ -38,6 +38,36 @@ TEMPLATE_TEST_CASE("set_unit_norms gives every unit the norm and keeps its direc
   }
 }
 
+TEMPLATE_TEST_CASE("set_unit_norms on the block layout scales each unit of each block", "[parameter]", float, double) {
+  using T = TestType;
+  // 3 blocks of k = 4 units with 5 inputs: `(k in) x blocks`, unit jk + r = row r of block j's `k x 5` matrix.
+  const Index k = 4, in = 5, blocks = 3;
+  Parameter<T> p("expert.W", k * in, blocks);
+  p.fan_in = FanIn::blocks;
+  p.block = k;
+  p.value = test::random_matrix<T>(k * in, blocks, 12);
+  Eigen::Map<Matrix<T>>(p.value.col(1).data(), k, in).row(2).setZero();  // one unit with no direction
+  const Matrix<T> before = p.value;
+  set_unit_norms(p, T(2));
+  for (Index j = 0; j < blocks; ++j)
+    for (Index r = 0; r < k; ++r) {
+      const Vector<T> old_unit = Eigen::Map<const Matrix<T>>(before.col(j).data(), k, in).row(r).transpose();
+      const Vector<T> new_unit = Eigen::Map<const Matrix<T>>(p.value.col(j).data(), k, in).row(r).transpose();
+      if (old_unit.norm() == T(0)) {
+        CHECK(new_unit.norm() == T(0));
+        continue;
+      }
+      CHECK(new_unit.norm() == Approx(2).epsilon(1e-5));
+      CHECK((new_unit - old_unit * (T(2) / old_unit.norm())).norm() <= T(1e-5));
+    }
+  // A single block is still a weight matrix (max-norm and weight decay reach it).
+  Parameter<T> one("expert.W", k * in, 1);
+  one.fan_in = FanIn::blocks;
+  one.block = k;
+  set_max_norm<T>({&one}, T(1));
+  CHECK(one.max_norm.has_value());
+}
+
 TEST_CASE("set_unit_norms refuses a negative or NaN norm, naming the parameter", "[parameter]") {
   Parameter<double> p("gater.gate.W", 3, 4);
   p.value.setOnes();

@@ -4,6 +4,7 @@
 // also govern a block of k consecutive units, y_i = h_{floor(i/k)} H_i (h then `units / k x batch`).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -14,6 +15,7 @@
 #include "stoch/core/error.hpp"
 #include "stoch/detail/active_set.hpp"
 #include "stoch/detail/block_kernels.hpp"
+#include "stoch/detail/parallel_product.hpp"
 #include "stoch/detail/sparse_kernels.hpp"
 #include "stoch/detail/sparse_plan.hpp"
 #include "stoch/layers/layer.hpp"
@@ -46,8 +48,9 @@ namespace stoch {
 /// the density is that of the open (block, example) pairs. The sparse path computes each block over the
 /// examples that open it as one small dense product (internal::block_expert_forward), reading the block's
 /// weights once per batch; list_layout() and visit_order() do not apply to it. k = 1 is the unit layer.
-/// The weights of a block layer are stored `units x in` (as Linear's, FanIn::rows), so that the k weights of
-/// a block from one input are contiguous: when at most internal::kSparseInputCrossover of the batch's inputs
+/// The weights of a block layer are stored in the block layout, `(k in) x (units / k)` with column j block j's
+/// `k x in` weights (FanIn::blocks; dense_expert_weight() gives `units x in`): a block is one contiguous run
+/// of memory, and the k weights of a block from one input are contiguous: when at most internal::kSparseInputCrossover of the batch's inputs
 /// are non-zero (the output of a gated layer below, Sec. 5), each open pair reads only the weights of its
 /// example's non-zero inputs, one cache line per input for 16 floats, and a layer between two gated layers
 /// costs about alpha_in * alpha_out of its dense multiply-adds.
@@ -65,13 +68,13 @@ class GatedLayer {
       : GatedLayer(std::move(gater), expert, 1, name) {}
 
   /// Block gates: each of the gater's `units / block` outputs governs `block` consecutive expert units (W copied
-  /// as it is, `units x in`, when block > 1; transposed when block == 1, the constructor above). Throws
+  /// into the block layout when block > 1; transposed when block == 1, the constructor above). Throws
   /// stoch::Error naming the layer when `block` < 1, does not divide the expert's `units`, or the gater does
   /// not map `in` to `units / block` features.
   GatedLayer(Gater gater, const Linear<T>& expert, Index block, const std::string& name = "expert")
       : gater_(std::move(gater)),
-        weight_(name + ".W", block == 1 ? expert.input_size() : expert.output_size(),
-                block == 1 ? expert.output_size() : expert.input_size()),
+        weight_(name + ".W", expert.input_size() * std::max<Index>(block, 1),
+                expert.output_size() / std::max<Index>(block, 1)),
         bias_(name + ".b", expert.output_size(), 1),
         name_(name),
         forward_what_(internal::where("GatedLayer", "forward", name)),
@@ -105,13 +108,15 @@ class GatedLayer {
       weight_.value = expert.weight().value.transpose();
       weight_.fan_in = FanIn::columns;
     } else {
-      weight_.value = expert.weight().value;
+      internal::to_block_layout<T>(expert.weight().value, block, weight_.value);
+      weight_.fan_in = FanIn::blocks;
+      weight_.block = block;
     }
     bias_.value = expert.bias().value;
   }
 
-  Index input_size() const { return block_ == 1 ? weight_.value.rows() : weight_.value.cols(); }
-  Index output_size() const { return block_ == 1 ? weight_.value.cols() : weight_.value.rows(); }
+  Index input_size() const { return weight_.value.rows() / block_; }
+  Index output_size() const { return weight_.value.cols() * block_; }
   /// Number of consecutive expert units each gate governs (1: one gate per unit).
   Index block() const noexcept { return block_; }
 
@@ -148,7 +153,7 @@ class GatedLayer {
     }
     const MatrixCRef<T> input = copy ? MatrixCRef<T>(input_view()) : x;
     if (dense_expert_) {
-      expert_.noalias() = weight_.value.transpose() * input;
+      internal::product(expert_, weight_.value.transpose(), input);
       expert_.colwise() += bias_.value.col(0);
       output_.noalias() = h.cwiseProduct(expert_);
     } else {
@@ -210,9 +215,9 @@ class GatedLayer {
       }
     } else {
       expert_gradient_.noalias() = h.cwiseProduct(dy);
-      weight_.grad.noalias() += input_view() * expert_gradient_.transpose();
+      internal::add_product(weight_.grad, input_view(), expert_gradient_.transpose());
       bias_.grad.col(0) += expert_gradient_.rowwise().sum();
-      if (input_gradient_needed_) input_gradient_.noalias() = weight_.value * expert_gradient_;
+      if (input_gradient_needed_) internal::product(input_gradient_, weight_.value, expert_gradient_);
       else input_gradient_.resize(0, 0);
     }
     // The gater learns (and updates its state) either way; its share of dL/dx is added only when needed.
@@ -281,14 +286,24 @@ class GatedLayer {
 
   Gater& gater() { return gater_; }
   const Gater& gater() const { return gater_; }
-  /// Expert weights: transposed, `in x units`, with unit gates (block() == 1); `units x in` with block gates.
+  /// Expert weights as stored: transposed, `in x units`, with unit gates (block() == 1); in the block layout,
+  /// `(k in) x (units / k)`, with block gates (see the class comment).
   Parameter<T>& expert_weight() { return weight_; }
   const Parameter<T>& expert_weight() const { return weight_; }
+  /// The expert's weights as a Linear's, `units x in`, whatever the storage (a copy).
+  Matrix<T> dense_expert_weight() const { return stored_to_dense(weight_.value); }
+  /// The expert's weight gradient as dense_expert_weight() lays the weights out (a copy).
+  Matrix<T> dense_expert_weight_gradient() const { return stored_to_dense(weight_.grad); }
   /// Expert bias: `units x 1`.
   Parameter<T>& expert_bias() { return bias_; }
   const Parameter<T>& expert_bias() const { return bias_; }
 
  private:
+  Matrix<T> stored_to_dense(const Matrix<T>& stored) const {
+    if (block_ == 1) return stored.transpose();
+    return internal::from_block_layout<T>(stored, block_);
+  }
+
   /// The kept input, `in x batch` (stored with a possibly padded stride).
   Eigen::Map<const Matrix<T>, 0, Eigen::OuterStride<>> input_view() const {
     return {input_.data(), input_size(), input_.cols(), Eigen::OuterStride<>(input_.rows())};
@@ -308,8 +323,7 @@ class GatedLayer {
       sparse_input_ = input_nonzeros_.build<T>(x, limit) <= limit;
     }
     if (dense_expert_) {
-      expert_.noalias() = weight_.value * x;
-      expert_.colwise() += bias_.value.col(0);
+      internal::block_dense_forward<T>(block_, weight_.value, bias_.value.data(), x, expert_, block_scratch_);
       internal::block_mask_product<T>(h, block_, expert_, output_);
     } else {
       open_expert_.resize(static_cast<std::size_t>(active_.nonzeros() * block_));
@@ -336,10 +350,10 @@ class GatedLayer {
                                          sparse_input_ ? &input_nonzeros_ : nullptr);
     } else {
       internal::block_mask_product<T>(h, block_, dy, expert_gradient_);
-      weight_.grad.noalias() += expert_gradient_ * input.transpose();
-      bias_.grad.col(0) += expert_gradient_.rowwise().sum();
-      if (input_gradient_needed_) input_gradient_.noalias() = weight_.value.transpose() * expert_gradient_;
-      else input_gradient_.resize(0, 0);
+      internal::block_dense_backward<T>(block_, weight_.value, input, expert_gradient_, weight_.grad,
+                                        bias_.grad.data(), input_gradient_needed_ ? &input_gradient_ : nullptr,
+                                        block_scratch_);
+      if (!input_gradient_needed_) input_gradient_.resize(0, 0);
     }
   }
 

@@ -12,8 +12,10 @@
 namespace stoch {
 
 /// Which axis of `value` holds one unit's incoming weights, for the max-norm constraint (App. A.4).
-/// `rows`: W is `out x in` (Linear); `columns`: stored transposed, `in x out` (the gated expert).
-enum class FanIn { rows, columns };
+/// `rows`: W is `out x in` (Linear); `columns`: stored transposed, `in x out` (the gated expert); `blocks`:
+/// the block layout of a gated layer with block gates, `(k in) x (out / k)` with k = Parameter::block, column j
+/// holding units jk .. jk + k - 1 as a `k x in` column-major matrix (unit jk + r's weights are its row r).
+enum class FanIn { rows, columns, blocks };
 
 /// A trainable parameter or a piece of layer state.
 ///
@@ -32,6 +34,7 @@ struct Parameter {
   /// paper; 0 (the default) leaves the update exactly as without it.
   T weight_decay = T(0);
   FanIn fan_in = FanIn::rows;
+  Index block = 1;  ///< FanIn::blocks: the units per block, k
   bool trainable = true;
 
   Parameter() = default;
@@ -58,6 +61,19 @@ void scale_units(Parameter<T>& p, Vector<T>& scale, Factor factor) {
     }
     return;
   }
+  if (p.fan_in == FanIn::blocks) {
+    const Index k = p.block, in = w.rows() / k;
+    scale.resize(k);
+    for (Index j = 0; j < w.cols(); ++j) {
+      Eigen::Map<Matrix<T>> units(w.col(j).data(), k, in);
+      scale.noalias() = units.rowwise().norm();
+      for (Index r = 0; r < k; ++r) {
+        const T f = factor(scale[r]);
+        if (f != T(1)) units.row(r) *= f;
+      }
+    }
+    return;
+  }
   scale.resize(w.rows());  // no-op once sized
   scale.noalias() = w.rowwise().norm();
   for (Index i = 0; i < scale.size(); ++i) scale[i] = factor(scale[i]);
@@ -68,7 +84,7 @@ void scale_units(Parameter<T>& p, Vector<T>& scale, Factor factor) {
 /// weight decay apply to.
 template <class T>
 bool is_weight_matrix(const Parameter<T>& p) {
-  return p.trainable && p.value.cols() > 1 && p.value.rows() > 1;
+  return p.trainable && ((p.value.cols() > 1 && p.value.rows() > 1) || p.fan_in == FanIn::blocks);
 }
 
 /// The domain of a weight-decay coefficient, checked where it is set and where the optimiser reads it.

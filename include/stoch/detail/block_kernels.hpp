@@ -1,21 +1,29 @@
 // not part of the public API; included by stoch/conditional/gated_layer.hpp.
 //
 // stoch — the expert of a gated layer whose gates govern blocks of k consecutive units (Sec. 5 with
-// y_i = h_{floor(i/k)} H_i): the open (block, example) pairs computed block by block as small dense
-// products over the examples that open the block, and the block mask of the dense path.
+// y_i = h_{floor(i/k)} H_i): the open (block, example) pairs computed block by block over the examples that
+// open the block, the dense path in the same layout, and their backward.
 //
-// Layout. The expert's weights are stored `units x in` (as Linear's), so block j's weights are the rows
-// jk .. jk + k - 1, a `k x in` matrix whose k weights from one input are contiguous (one cache line for 16
-// floats). For block j with open examples E_j (the by-unit lists of an ActiveSet counted on the
-// `units / k x batch` gate matrix), the inputs x[:, E_j] are gathered into a contiguous `in x n_j` scratch
-// and H_j = W_j X_j (`k x n_j`) is one Eigen product: the block's weights are read once per batch and reused
-// over its n_j examples, as in the dense product. When x is mostly zeros (the output of a gated layer below),
-// each open pair instead sums the block's weights of its example's non-zero inputs only (the zero-skipping
-// product's kernel, one line per non-zero input). H at the open pairs is kept flat, block-major (block j's
-// `k x n_j` matrix at offset(j) * k), for the backward.
+// Layout ("block layout"). The expert's weights, `units x in` as a matrix, are stored block after block: the
+// stored matrix is `(k in) x (units / k)`, its column j holding block j's `k x in` weights column-major, so a
+// block is one contiguous run of memory (read at the memory's streaming speed by a batch of one) and the k
+// weights from one input are one cache line for k = 16 floats.
+//
+// Kernels. For block j and a tile of E of its examples, the k x E results stay in registers while the loop runs
+// over the inputs: each step loads the block's k weights of input i once and multiplies them by the E inputs
+// x_e[i] (broadcast), so the block's weights are read once per tile, and a block open in few examples costs
+// what its multiply-adds cost. Every result is bias + sum over i in increasing order of W(r, i) x(i, e), one
+// fused multiply-add after another: the same bits whatever the tile, the number of open examples, the path
+// (dense or sparse) or the thread count. dW accumulates the same way (each tile adds its columns in order to
+// dW's line), so dW's bits do not depend on the tiling either; dL/dx uses Eigen's product per block.
+//
+// Threads: the forward, dH, db, dL/dh and dW are split by blocks (each thread writes its blocks' rows only);
+// dL/dx by ranges of inputs (each thread sums every block, in order, into its rows only). No result depends on
+// the thread count.
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -23,6 +31,7 @@
 #include <Eigen/Core>
 
 #include "stoch/core/matrix.hpp"
+#include "stoch/core/threads.hpp"
 #include "stoch/detail/active_set.hpp"
 #include "stoch/detail/zero_skipping_product.hpp"
 
@@ -36,50 +45,175 @@
 
 namespace stoch::internal {
 
+// ---- the block layout ----
+
+/// `w` (`units x in`) in the block layout: `(k in) x (units / k)`, column j = rows jk .. jk + k - 1 of w,
+/// column-major.
+template <class T>
+void to_block_layout(const MatrixCRef<T>& w, Index k, Matrix<T>& stored) {
+  const Index blocks = w.rows() / k, in = w.cols();
+  stored.resize(k * in, blocks);
+  for (Index j = 0; j < blocks; ++j) Eigen::Map<Matrix<T>>(stored.col(j).data(), k, in) = w.middleRows(j * k, k);
+}
+
+/// The `units x in` matrix of weights stored in the block layout with blocks of k.
+template <class T>
+Matrix<T> from_block_layout(const MatrixCRef<T>& stored, Index k) {
+  const Index blocks = stored.cols(), in = stored.rows() / k;
+  Matrix<T> w(blocks * k, in);
+  for (Index j = 0; j < blocks; ++j)
+    w.middleRows(j * k, k) = Eigen::Map<const Matrix<T>>(stored.col(j).data(), k, in);
+  return w;
+}
+
 /// Growing buffers of the block kernels (no allocation once the batch's shape is steady).
 template <class T>
 struct BlockScratch {
-  std::vector<T> inputs, coefficients, products;
+  std::vector<const T*> columns;  ///< x's columns
+  std::vector<T> coefficients;    ///< dH = h ⊙ dy at the open pairs, flat as the forward's H
 };
 
-/// A `rows x cols` column-major view of `buffer`, grown if it is too small.
-template <class T>
-Eigen::Map<Matrix<T>> scratch_matrix(std::vector<T>& buffer, Index rows, Index cols) {
-  const auto size = static_cast<std::size_t>(rows * cols);
-  if (buffer.size() < size) buffer.resize(size);
-  return {buffer.data(), rows, cols};
+/// Where block j's columns are: `examples` (nullptr: all `count` columns of the batch, in order), and the
+/// block's values (H or dH), column q at values + first + q * ld.
+struct BlockColumns {
+  const std::int32_t* examples;
+  Index count, first, ld;
+  Index example(Index q) const { return examples == nullptr ? q : examples[q]; }
+};
+
+// ---- the register tiles ----
+
+/// Vector registers of the target: the tiles keep Q E accumulators, Q weights and a broadcast in them.
+inline constexpr int kVectorRegisters =
+#if defined(__AVX512F__)
+    32;
+#else
+    16;
+#endif
+
+/// Columns of a tile of Q packets of rows (at most 8).
+template <int Q>
+inline constexpr int kTileColumns = std::min(8, (kVectorRegisters - Q - 2) / Q);
+
+/// E columns of a block's rows [row, row + (Q - 1) S + last): out_e = bias + sum_i w[:, i] x_e[i] (w: the
+/// block's first weight of these rows, column stride ld; bias may be null).
+template <class T, int Q, int E>
+void forward_tile(const T* w, Index ld, Index in, const T* const* x, const T* bias, T* const* out, Index last) {
+  using P = Packet<T>;
+  constexpr Index S = kPacketSize<T>;
+  auto size = [&](int q) { return q + 1 < Q ? S : last; };
+  P acc[E][Q];
+  for (int q = 0; q < Q; ++q) {
+    const P b = bias != nullptr ? load_first(bias + q * S, size(q)) : Eigen::internal::pset1<P>(T(0));
+    for (int e = 0; e < E; ++e) acc[e][q] = b;
+  }
+  for (Index i = 0; i < in; ++i) {
+    P wi[Q];
+    for (int q = 0; q < Q; ++q) wi[q] = load_first(w + i * ld + q * S, size(q));
+    for (int e = 0; e < E; ++e) {
+      const P v = Eigen::internal::pset1<P>(x[e][i]);
+      for (int q = 0; q < Q; ++q) acc[e][q] = Eigen::internal::pmadd(wi[q], v, acc[e][q]);
+    }
+  }
+  for (int e = 0; e < E; ++e)
+    for (int q = 0; q < Q; ++q) store_first(out[e] + q * S, acc[e][q], size(q));
 }
 
-/// x[:, columns] into a contiguous `x.rows() x columns.size()` matrix.
-template <class T>
-void gather_columns(const MatrixCRef<T>& x, std::span<const std::int32_t> columns, Eigen::Map<Matrix<T>> out) {
-  for (std::size_t q = 0; q < columns.size(); ++q) out.col(static_cast<Index>(q)) = x.col(columns[q]);
+/// dw[:, i] += sum_e dh_e x_e[i] for every input i, the E columns added in order (rows as forward_tile).
+template <class T, int Q, int E>
+void weight_gradient_tile(T* dw, Index ld, Index in, const T* const* x, const T* const* dh, Index last) {
+  using P = Packet<T>;
+  constexpr Index S = kPacketSize<T>;
+  auto size = [&](int q) { return q + 1 < Q ? S : last; };
+  P d[E][Q];
+  for (int e = 0; e < E; ++e)
+    for (int q = 0; q < Q; ++q) d[e][q] = load_first(dh[e] + q * S, size(q));
+  for (Index i = 0; i < in; ++i) {
+    P acc[Q];
+    for (int q = 0; q < Q; ++q) acc[q] = load_first(dw + i * ld + q * S, size(q));
+    for (int e = 0; e < E; ++e) {
+      const P v = Eigen::internal::pset1<P>(x[e][i]);
+      for (int q = 0; q < Q; ++q) acc[q] = Eigen::internal::pmadd(d[e][q], v, acc[q]);
+    }
+    for (int q = 0; q < Q; ++q) store_first(dw + i * ld + q * S, acc[q], size(q));
+  }
 }
 
-/// y = h ⊙ H with each gate h(j, b) scaling the rows jk .. jk + k - 1 of column b (h: `units / k x batch`,
-/// H and y: `units x batch`). Also dL/dH = h ⊙ dy on the dense path.
+/// The tiles of one block: Q packets of rows at a time (chunks of up to 4 packets), E columns at a time.
+/// `kind` 0: forward (out = bias + W x), 1: weight gradient (dw += dh x^T). Targets without masked packet
+/// loads sum the rows past the last whole packet one by one, in the same order.
 template <class T>
-void block_mask_product(const MatrixCRef<T>& h, Index k, const MatrixCRef<T>& H, Matrix<T>& y) {
-  y.resize(H.rows(), H.cols());
-  for (Index b = 0; b < H.cols(); ++b)
-    for (Index j = 0; j < h.rows(); ++j) y.col(b).segment(j * k, k) = h(j, b) * H.col(b).segment(j * k, k);
-}
+struct BlockTiles {
+  const T* w;        // forward: the block's weights; weight gradient: unused
+  T* dw;             // weight gradient: the block's gradient; forward: unused
+  Index k, in;
+  const T* const* columns;  // x's columns, by example
+  BlockColumns cols;        // the block's examples and values
+  T* values;                // forward: H (written); weight gradient: dH (read)
+  const T* bias;            // forward only, may be null
 
-/// dL/dh for block gates on the dense path: g(j, b) = sum over the block of dy ⊙ H (the chain rule through
-/// y_i = h_j H_i), at every gate (`open_only` false: straight-through's closed gates learn from it) or at
-/// the open gates only (zeros elsewhere).
-template <class T>
-void block_gate_gradient(const MatrixCRef<T>& h, Index k, const MatrixCRef<T>& dy, const MatrixCRef<T>& H,
-                         bool open_only, Matrix<T>& g) {
-  g.resize(h.rows(), h.cols());
-  for (Index b = 0; b < h.cols(); ++b)
-    for (Index j = 0; j < h.rows(); ++j)
-      g(j, b) = open_only && !is_nonzero(h.col(b).data() + j) ? T(0)
-                                                              : dy.col(b).segment(j * k, k).dot(H.col(b).segment(j * k, k));
-}
+  template <int Q, int E>
+  void tile(Index row, Index q0, Index last, bool forward) const {
+    const T* x[E];
+    T* v[E];
+    for (int e = 0; e < E; ++e) {
+      x[e] = columns[cols.example(q0 + e)];
+      v[e] = values + cols.first + (q0 + e) * cols.ld + row;
+    }
+    if (forward) forward_tile<T, Q, E>(w + row, k, in, x, bias != nullptr ? bias + row : nullptr, v, last);
+    else weight_gradient_tile<T, Q, E>(dw + row, k, in, x, v, last);
+  }
+
+  template <int Q>
+  void rows(Index row, Index last, bool forward) const {
+    constexpr int E = kTileColumns<Q>;
+    const Index n = cols.count;
+    Index q = 0;
+    for (; q + E <= n; q += E) tile<Q, E>(row, q, last, forward);
+    rest<Q, E - 1>(row, q, n - q, last, forward);
+  }
+
+  template <int Q, int E>
+  void rest(Index row, Index q, Index left, Index last, bool forward) const {
+    if constexpr (E > 0) {
+      if (left == E) tile<Q, E>(row, q, last, forward);
+      else rest<Q, E - 1>(row, q, left, last, forward);
+    }
+  }
+
+  void run(bool forward) const {
+    using P = Packet<T>;
+    constexpr Index S = kPacketSize<T>;
+    constexpr bool kMasked = Eigen::internal::unpacket_traits<P>::masked_load_available &&
+                            Eigen::internal::unpacket_traits<P>::masked_store_available;
+    const Index vector_rows = kMasked ? k : k / S * S;
+    for (Index r0 = 0; r0 < vector_rows; r0 += 4 * S) {
+      const Index packets = std::min<Index>(4, (vector_rows - r0 + S - 1) / S);
+      const Index last = std::min(S, vector_rows - r0 - (packets - 1) * S);
+      switch (packets) {
+        case 1: rows<1>(r0, last, forward); break;
+        case 2: rows<2>(r0, last, forward); break;
+        case 3: rows<3>(r0, last, forward); break;
+        default: rows<4>(r0, last, forward); break;
+      }
+    }
+    for (Index r = vector_rows; r < k; ++r)  // no masked loads: the last rows one by one
+      for (Index q = 0; q < cols.count; ++q) {
+        const T* x = columns[cols.example(q)];
+        T* v = values + cols.first + q * cols.ld + r;
+        if (forward) {
+          T sum = bias != nullptr ? bias[r] : T(0);
+          for (Index i = 0; i < in; ++i) sum += w[r + i * k] * x[i];
+          *v = sum;
+        } else {
+          for (Index i = 0; i < in; ++i) dw[r + i * k] += *v * x[i];
+        }
+      }
+  }
+};
 
 /// One open pair from the non-zero inputs only: out (k values) = bias + sum over the listed rows r of
-/// x[r] w[:, r], where w points at the block's first weight in a `units x in` matrix of leading dimension ld.
+/// x[r] w[:, r], where w points at the block's first weight (column stride ld = k in the block layout).
 /// Chunks of up to 4 packets of units, as zero_skipping_product; targets without masked loads sum the units
 /// past the last whole packet one by one.
 template <class T>
@@ -106,100 +240,206 @@ void sparse_input_block(const T* w, Index ld, Index k, const T* x, const std::in
   }
 }
 
-/// Forward over the open pairs: for every block j with open examples E_j (active's by-unit lists, built on
-/// the `units / k x batch` gate matrix h), H_j = W[jk : (j+1)k, :] x[:, E_j] + b[jk : (j+1)k], kept at
-/// open_expert + offset(j) * k (`k x n_j`, nonzeros * k values in all), and y[jk + r, e_q] = h(j, e_q) H_j(r, q);
-/// y is `units x batch`, zero at the closed blocks. w is `units x in`. With `nonzero` (NonzeroRows::build(x),
-/// complete) each pair reads only its example's non-zero inputs (sparse_input_block), else the block is one
-/// product over the gathered inputs.
+/// x's column pointers into scratch.columns.
 template <class T>
-void block_expert_forward(const ActiveSet& active, Index k, const MatrixCRef<T>& w, const T* bias,
+const T* const* column_pointers(const MatrixCRef<T>& x, BlockScratch<T>& scratch) {
+  scratch.columns.resize(static_cast<std::size_t>(x.cols()));
+  for (Index e = 0; e < x.cols(); ++e) scratch.columns[static_cast<std::size_t>(e)] = x.col(e).data();
+  return scratch.columns.data();
+}
+
+/// Whether a loop over `blocks` blocks of `work` multiply-adds each is worth more than one thread.
+inline bool worth_threads(Index blocks, double work) {
+  return blocks > 1 && static_cast<double>(blocks) * work > 2.0e5 && threads() > 1;
+}
+
+/// Calls body(j, columns of block j) for every block, split over the threads by blocks. `columns(j)` gives
+/// a BlockColumns.
+template <class Columns, class Body>
+void for_each_block(Index blocks, double work_per_block, const Columns& columns, const Body& body) {
+  [[maybe_unused]] const bool parallel = worth_threads(blocks, work_per_block);
+  STOCH_OMP_PARALLEL_FOR(parallel)
+  for (Index j = 0; j < blocks; ++j) {
+    const BlockColumns c = columns(j);
+    if (c.count > 0) body(j, c);
+  }
+}
+
+// ---- forward ----
+
+/// H = W x + b for every unit and example (the dense path: `units x batch`), W in the block layout.
+template <class T>
+void block_dense_forward(Index k, const Matrix<T>& w, const T* bias, const MatrixCRef<T>& x, Matrix<T>& H,
+                         BlockScratch<T>& scratch) {
+  const Index blocks = w.cols(), in = x.rows(), units = blocks * k, batch = x.cols();
+  H.resize(units, batch);
+  const T* const* columns = column_pointers(x, scratch);
+  for_each_block(
+      blocks, static_cast<double>(k * in * batch), [&](Index j) { return BlockColumns{nullptr, batch, j * k, units}; },
+      [&](Index j, const BlockColumns& c) {
+        BlockTiles<T>{w.col(j).data(), nullptr, k, in, columns, c, H.data(), bias + j * k}.run(true);
+      });
+}
+
+/// Forward over the open pairs: for every block j with open examples E_j (active's by-unit lists, built on
+/// the `units / k x batch` gate matrix h), H_j = W_j x[:, E_j] + b_j, kept at open_expert + offset(j) * k
+/// (`k x n_j`, nonzeros * k values in all), and y[jk + r, e_q] = h(j, e_q) H_j(r, q); y is `units x batch`,
+/// zero at the closed blocks. w is in the block layout. With `nonzero` (NonzeroRows::build(x), complete) each
+/// pair reads only its example's non-zero inputs (sparse_input_block).
+template <class T>
+void block_expert_forward(const ActiveSet& active, Index k, const Matrix<T>& w, const T* bias,
                           const MatrixCRef<T>& x, const MatrixCRef<T>& h, T* open_expert, Matrix<T>& y,
                           BlockScratch<T>& scratch, const NonzeroRows* nonzero = nullptr) {
-  const Index in = w.cols();
-  y.setZero(w.rows(), x.cols());
-  for (const std::int32_t list : active.natural_order()) {
-    const Index j = list;
+  const Index in = x.rows(), blocks = w.cols();
+  y.setZero(blocks * k, x.cols());
+  const T* const* columns = column_pointers(x, scratch);
+  const double per_block =
+      static_cast<double>(k) * (nonzero != nullptr ? 0.1 * static_cast<double>(in) : static_cast<double>(in)) *
+      static_cast<double>(std::max<Index>(1, active.nonzeros() / std::max<Index>(1, blocks)));
+  auto open = [&](Index j) {
     const std::span<const std::int32_t> examples = active.list(j);
-    const auto n = static_cast<Index>(examples.size());
-    Eigen::Map<Matrix<T>> H(open_expert + active.offset(j) * k, k, n);
-    const auto weights = w.middleRows(j * k, k);
+    return BlockColumns{examples.data(), static_cast<Index>(examples.size()), active.offset(j) * k, k};
+  };
+  for_each_block(blocks, per_block, open, [&](Index j, const BlockColumns& c) {
     if (nonzero != nullptr) {
-      for (Index q = 0; q < n; ++q) {
-        const auto e = static_cast<std::size_t>(examples[static_cast<std::size_t>(q)]);
+      for (Index q = 0; q < c.count; ++q) {
+        const auto e = static_cast<std::size_t>(c.example(q));
         const std::int32_t first = nonzero->offsets[e];
-        sparse_input_block<T>(w.data() + j * k, w.outerStride(), k, x.col(static_cast<Index>(e)).data(),
-                              nonzero->rows.data() + first, nonzero->offsets[e + 1] - first, bias + j * k,
-                              H.col(q).data());
+        sparse_input_block<T>(w.col(j).data(), k, k, columns[e], nonzero->rows.data() + first,
+                              nonzero->offsets[e + 1] - first, bias + j * k, open_expert + c.first + q * k);
       }
     } else {
-      if (n == x.cols()) {  // open in every example: x itself is the block's input
-        H.noalias() = weights * x;
-      } else {
-        Eigen::Map<Matrix<T>> inputs = scratch_matrix(scratch.inputs, in, n);
-        gather_columns<T>(x, examples, inputs);
-        H.noalias() = weights * inputs;
-      }
-      const Eigen::Map<const Vector<T>> b(bias + j * k, k);
-      H.colwise() += b;
+      BlockTiles<T>{w.col(j).data(), nullptr, k, in, columns, c, open_expert, bias + j * k}.run(true);
     }
-    for (Index q = 0; q < n; ++q) {
-      const Index e = examples[static_cast<std::size_t>(q)];
-      y.col(e).segment(j * k, k) = h(j, e) * H.col(q);
+    for (Index q = 0; q < c.count; ++q) {
+      const Index e = c.example(q);
+      y.col(e).segment(j * k, k) = h(j, e) * Eigen::Map<const Vector<T>>(open_expert + c.first + q * k, k);
+    }
+  });
+}
+
+// ---- backward ----
+
+/// dx[:, columns] += W^T dH over every block, W in the block layout, dH block j's columns as `columns(j)`
+/// says (values at dh). Split over the threads by ranges of inputs aligned to 192 rows (whole panels of
+/// Eigen's product kernel), each thread summing the blocks in order into its own rows.
+template <class T, class Columns>
+void block_input_gradient(Index k, const Matrix<T>& w, const T* dh, const Columns& columns, Matrix<T>& dx) {
+  const Index blocks = w.cols(), in = w.rows() / k;
+  constexpr Index kAlign = 192;
+  const Index chunks = std::max<Index>(1, std::min<Index>(threads(), (in + kAlign - 1) / kAlign));
+  const Index span = (in / chunks + kAlign - 1) / kAlign * kAlign;
+  [[maybe_unused]] const bool parallel = chunks > 1 && static_cast<double>(in) * static_cast<double>(k) *
+                                                               static_cast<double>(dx.cols()) > 2.0e5;
+  STOCH_OMP_PARALLEL_FOR(parallel)
+  for (Index t = 0; t < chunks; ++t) {
+    const Index i0 = std::min(in, t * span), i1 = t + 1 == chunks ? in : std::min(in, (t + 1) * span);
+    if (i1 <= i0) continue;
+    Matrix<T> part;
+    for (Index j = 0; j < blocks; ++j) {
+      const BlockColumns c = columns(j);
+      if (c.count == 0) continue;
+      const Eigen::Map<const Matrix<T>> wj(w.col(j).data(), k, in);
+      const Eigen::Map<const Matrix<T>, 0, Eigen::OuterStride<>> dhj(dh + c.first, k, c.count,
+                                                                      Eigen::OuterStride<>(c.ld));
+      if (c.examples == nullptr) {
+        dx.middleRows(i0, i1 - i0).noalias() += wj.middleCols(i0, i1 - i0).transpose() * dhj;
+      } else {
+        part.noalias() = wj.middleCols(i0, i1 - i0).transpose() * dhj;
+        for (Index q = 0; q < c.count; ++q) dx.col(c.example(q)).segment(i0, i1 - i0) += part.col(q);
+      }
     }
   }
 }
 
-/// Backward over the open pairs (lists as in block_expert_forward): dH_j = h ⊙ dy at the block's open
-/// examples, db += row sums of dH_j, dW[jk : (j+1)k, :] += dH_j X_j^T (weight_grad `units x in`, as the
-/// weights; with `nonzero`, only at the examples' non-zero inputs), and, when `input_gradient` is given
-/// (`in x batch`, zeroed by the caller), the scatter-add dx[:, E_j] += W_j^T dH_j. When `open_expert` (the
-/// forward's H at the open pairs) and `gate_gradient` are given, gate_gradient(j, e) = sum over the block of
-/// dy ⊙ H at the open pairs (its other entries are left as they are).
+/// The dense path's backward, W in the block layout: dW += dH x^T, db += row sums of dH, and, when
+/// `input_gradient` is given, dx = W^T dH (`in x batch`, overwritten). dH: `units x batch`.
 template <class T>
-void block_expert_backward(const ActiveSet& active, Index k, const MatrixCRef<T>& w, const MatrixCRef<T>& x,
+void block_dense_backward(Index k, const Matrix<T>& w, const MatrixCRef<T>& x, Matrix<T>& dH,
+                          Matrix<T>& weight_grad, T* bias_grad, Matrix<T>* input_gradient, BlockScratch<T>& scratch) {
+  const Index blocks = w.cols(), in = x.rows(), units = blocks * k, batch = x.cols();
+  const T* const* columns = column_pointers(x, scratch);
+  auto all = [&](Index j) { return BlockColumns{nullptr, batch, j * k, units}; };
+  for_each_block(blocks, static_cast<double>(k * in * batch), all, [&](Index j, const BlockColumns& c) {
+    BlockTiles<T>{nullptr, weight_grad.col(j).data(), k, in, columns, c, dH.data(), nullptr}.run(false);
+    Eigen::Map<Vector<T>>(bias_grad + j * k, k) += dH.middleRows(j * k, k).rowwise().sum();
+  });
+  if (input_gradient != nullptr) {
+    input_gradient->setZero(in, batch);
+    block_input_gradient<T>(k, w, dH.data(), all, *input_gradient);
+  }
+}
+
+/// Backward over the open pairs (lists as in block_expert_forward): dH_j = h ⊙ dy at the block's open
+/// examples, db += row sums of dH_j, dW_j += dH_j X_j^T (weight_grad in the block layout; with `nonzero`, only
+/// at the examples' non-zero inputs), and, when `input_gradient` is given (`in x batch`, zeroed by the
+/// caller), dx[:, E_j] += W_j^T dH_j. When `open_expert` (the forward's H at the open pairs) and
+/// `gate_gradient` are given, gate_gradient(j, e) = sum over the block of dy ⊙ H at the open pairs (its other
+/// entries are left as they are).
+template <class T>
+void block_expert_backward(const ActiveSet& active, Index k, const Matrix<T>& w, const MatrixCRef<T>& x,
                            const MatrixCRef<T>& h, const MatrixCRef<T>& dy, const T* open_expert,
                            Matrix<T>& weight_grad, T* bias_grad, Matrix<T>* gate_gradient,
                            Matrix<T>* input_gradient, BlockScratch<T>& scratch, const NonzeroRows* nonzero = nullptr) {
-  const Index in = w.cols();
+  const Index in = x.rows(), blocks = w.cols();
   const bool gate = open_expert != nullptr && gate_gradient != nullptr;
-  for (const std::int32_t list : active.natural_order()) {
-    const Index j = list;
+  const T* const* columns = column_pointers(x, scratch);
+  scratch.coefficients.resize(static_cast<std::size_t>(active.nonzeros() * k));
+  T* dH = scratch.coefficients.data();
+  auto open = [&](Index j) {
     const std::span<const std::int32_t> examples = active.list(j);
-    const auto n = static_cast<Index>(examples.size());
-    Eigen::Map<Matrix<T>> dH = scratch_matrix(scratch.coefficients, k, n);
-    for (Index q = 0; q < n; ++q) {
-      const Index e = examples[static_cast<std::size_t>(q)];
+    return BlockColumns{examples.data(), static_cast<Index>(examples.size()), active.offset(j) * k, k};
+  };
+  const double per_block = static_cast<double>(k * in) *
+                           static_cast<double>(std::max<Index>(1, active.nonzeros() / std::max<Index>(1, blocks)));
+  for_each_block(blocks, per_block, open, [&](Index j, const BlockColumns& c) {
+    Eigen::Map<Matrix<T>> dHj(dH + c.first, k, c.count);
+    for (Index q = 0; q < c.count; ++q) {
+      const Index e = c.example(q);
       const auto d = dy.col(e).segment(j * k, k);
-      dH.col(q) = h(j, e) * d;
-      if (gate) {
-        const Eigen::Map<const Vector<T>> H(open_expert + (active.offset(j) + q) * k, k);
-        (*gate_gradient)(j, e) = d.dot(H);
-      }
+      dHj.col(q) = h(j, e) * d;
+      if (gate) (*gate_gradient)(j, e) = d.dot(Eigen::Map<const Vector<T>>(open_expert + c.first + q * k, k));
     }
-    Eigen::Map<Vector<T>>(bias_grad + j * k, k) += dH.rowwise().sum();
+    Eigen::Map<Vector<T>>(bias_grad + j * k, k) += dHj.rowwise().sum();
     if (nonzero != nullptr) {
-      for (Index q = 0; q < n; ++q) {
-        const auto e = static_cast<std::size_t>(examples[static_cast<std::size_t>(q)]);
-        const T* xe = x.col(static_cast<Index>(e)).data();
+      T* dwj = weight_grad.col(j).data();
+      for (Index q = 0; q < c.count; ++q) {
+        const auto e = static_cast<std::size_t>(c.example(q));
+        const T* xe = columns[e];
         for (std::int32_t p = nonzero->offsets[e]; p < nonzero->offsets[e + 1]; ++p) {
           const std::int32_t r = nonzero->rows[static_cast<std::size_t>(p)];
-          weight_grad.col(r).segment(j * k, k) += xe[r] * dH.col(q);
+          Eigen::Map<Vector<T>>(dwj + r * k, k) += xe[r] * dHj.col(q);
         }
       }
-    } else if (n == x.cols()) {
-      weight_grad.middleRows(j * k, k).noalias() += dH * x.transpose();
     } else {
-      Eigen::Map<Matrix<T>> inputs = scratch_matrix(scratch.inputs, in, n);
-      gather_columns<T>(x, examples, inputs);
-      weight_grad.middleRows(j * k, k).noalias() += dH * inputs.transpose();
+      BlockTiles<T>{nullptr, weight_grad.col(j).data(), k, in, columns, c, dH, nullptr}.run(false);
     }
-    if (input_gradient != nullptr) {
-      Eigen::Map<Matrix<T>> dx = scratch_matrix(scratch.products, in, n);
-      dx.noalias() = w.middleRows(j * k, k).transpose() * dH;
-      for (Index q = 0; q < n; ++q) input_gradient->col(examples[static_cast<std::size_t>(q)]) += dx.col(q);
-    }
-  }
+  });
+  if (input_gradient != nullptr) block_input_gradient<T>(k, w, dH, open, *input_gradient);
+}
+
+// ---- the dense path's gate helpers ----
+
+/// y = h ⊙ H with each gate h(j, b) scaling the rows jk .. jk + k - 1 of column b (h: `units / k x batch`,
+/// H and y: `units x batch`). Also dL/dH = h ⊙ dy on the dense path.
+template <class T>
+void block_mask_product(const MatrixCRef<T>& h, Index k, const MatrixCRef<T>& H, Matrix<T>& y) {
+  y.resize(H.rows(), H.cols());
+  for (Index b = 0; b < H.cols(); ++b)
+    for (Index j = 0; j < h.rows(); ++j) y.col(b).segment(j * k, k) = h(j, b) * H.col(b).segment(j * k, k);
+}
+
+/// dL/dh for block gates on the dense path: g(j, b) = sum over the block of dy ⊙ H (the chain rule through
+/// y_i = h_j H_i), at every gate (`open_only` false: straight-through's closed gates learn from it) or at
+/// the open gates only (zeros elsewhere).
+template <class T>
+void block_gate_gradient(const MatrixCRef<T>& h, Index k, const MatrixCRef<T>& dy, const MatrixCRef<T>& H,
+                         bool open_only, Matrix<T>& g) {
+  g.resize(h.rows(), h.cols());
+  for (Index b = 0; b < h.cols(); ++b)
+    for (Index j = 0; j < h.rows(); ++j)
+      g(j, b) = open_only && !is_nonzero(h.col(b).data() + j) ? T(0)
+                                                              : dy.col(b).segment(j * k, k).dot(H.col(b).segment(j * k, k));
 }
 
 }  // namespace stoch::internal

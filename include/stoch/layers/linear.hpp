@@ -5,6 +5,7 @@
 
 #include "stoch/core/error.hpp"
 #include "stoch/core/initialization.hpp"
+#include "stoch/detail/parallel_product.hpp"
 #include "stoch/detail/zero_skipping_product.hpp"
 #include "stoch/layers/layer.hpp"
 
@@ -67,7 +68,7 @@ class Linear {
       internal::zero_skipping_product<T>(weight_.value, bias_.value.data(), x, nonzero_, output_);
       return output_;
     }
-    output_.noalias() = weight_.value * x;
+    internal::product(output_, weight_.value, x);
     output_.colwise() += bias_.value.col(0);
     return output_;
   }
@@ -76,9 +77,9 @@ class Linear {
   const Matrix<T>& backward(const MatrixCRef<T>& dy, Context<T>&) {
     trained_.require(backward_what_);
     internal::check_shape(gradient_what_.c_str(), dy.rows(), dy.cols(), output_size(), input_.cols());
-    weight_.grad.noalias() += dy * input_.transpose();
+    internal::add_product(weight_.grad, dy, input_.transpose());
     bias_.grad.col(0) += dy.rowwise().sum();
-    if (input_gradient_needed_) input_gradient_.noalias() = weight_.value.transpose() * dy;
+    if (input_gradient_needed_) internal::product(input_gradient_, weight_.value.transpose(), dy);
     else input_gradient_.resize(0, 0);
     return input_gradient_;
   }

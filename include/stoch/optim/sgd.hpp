@@ -29,8 +29,8 @@ struct SgdOptions {
 ///   velocity = momentum * velocity - rate * (grad + weight_decay * value);   value += velocity;
 /// (`Parameter::weight_decay`, 0 unless set, e.g. by set_weight_decay: then the term is not computed at all)
 /// then, if `max_norm` is set, rescales each unit's incoming weight vector (row i of `value` for FanIn::rows,
-/// column i for FanIn::columns) whose Euclidean norm exceeds the bound down to the bound (App. A.4), and
-/// finally clears `grad`. The velocities live in Parameter::velocity (so a checkpoint can save and restore
+/// column i for FanIn::columns, row r of each block for FanIn::blocks) whose Euclidean norm exceeds the bound
+/// down to the bound (App. A.4), and finally clears `grad`. The velocities live in Parameter::velocity (so a checkpoint can save and restore
 /// them); a velocity whose shape does not match `value` (e.g. empty) is (re)started at zero. Once every
 /// velocity and max-norm buffer is sized, `step()` allocates nothing.
 ///
