@@ -1,6 +1,7 @@
 // GatedLayer with block gates (a gate per k consecutive expert units, y_i = h_{floor(i/k)} H_i): both paths
 // against the dense computation written out, for every gate family; finite differences; SBN's unbiasedness
 // by exact enumeration over the gate vectors of a tiny block-gated network; bad input.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -289,6 +290,52 @@ TEST_CASE("block GatedLayer: the block layout holds the Linear's weights, and ma
   sgd.step();
   const Matrix<float> w = layer.dense_expert_weight();
   for (Index i = 0; i < units; ++i) CHECK(w.row(i).norm() == Approx(1.5).epsilon(1e-5));
+}
+
+TEST_CASE("GatedLayer and Sgd: a step touches only the open units or blocks, with the same values as a full step",
+          "[gated_layer][blocks][sgd]") {
+  const Index in = 11, units = 24, batch = 3;
+  for (const Index k : {Index(1), Index(4)})
+    for (const float momentum : {0.0f, 0.5f}) {
+      CAPTURE(k, momentum);
+      // 2 of 18 (k = 4) or 7 of 72 (k = 1) gates open: most units (blocks) closed in the whole batch.
+      const Matrix<float> mask = test::exact_mask<float>(units / k, batch, k == 1 ? 0.1 : 0.12, 6);
+      auto tracked = mask_layer<float, true, false>(in, units, k, mask, ExpertPath::sparse);
+      auto full = mask_layer<float, true, false>(in, units, k, mask, ExpertPath::sparse);
+      full.expert_weight().written_columns.clear();  // not kept: every column is stepped
+      const Matrix<float> x = test::random_matrix<float>(in, batch, 7), dy = test::random_matrix<float>(units, batch, 8);
+      Matrix<float> before;
+      for (auto* layer : {&tracked, &full}) {
+        set_max_norm<float>(layer->parameters(), 1.0f);
+        Generator rng(1);
+        Context<float> ctx(Mode::train, rng);
+        Sgd<float> sgd(layer->parameters(), {.learning_rate = 0.5f, .momentum = momentum});
+        // The first step after construction updates every column (max-norm then holds for every unit) ...
+        layer->forward(x, ctx);
+        layer->backward(dy, ctx);
+        sgd.step();
+        // ... the next ones only those written.
+        if (layer == &tracked) before = tracked.expert_weight().value;
+        layer->forward(x, ctx);
+        layer->backward(dy, ctx);
+        if (layer == &tracked) {
+          const auto& flags = tracked.expert_weight().written_columns;
+          REQUIRE(static_cast<Index>(flags.size()) == units / k);
+          for (Index c = 0; c < units / k; ++c)
+            CHECK((flags[static_cast<std::size_t>(c)] != 0) == (mask.row(c).array() != 0.0f).any());
+        }
+        sgd.step();
+      }
+      CHECK(tracked.expert_weight().value == full.expert_weight().value);
+      CHECK(tracked.expert_weight().grad.isZero(0));
+      // The closed columns kept their values, bit for bit; the open ones moved.
+      for (Index c = 0; c < units / k; ++c) {
+        const bool open = (mask.row(c).array() != 0.0f).any();
+        CHECK((tracked.expert_weight().value.col(c) == before.col(c)) == !open);
+      }
+      CHECK(std::none_of(tracked.expert_weight().written_columns.begin(), tracked.expert_weight().written_columns.end(),
+                         [](std::uint8_t f) { return f != 0; }));
+    }
 }
 
 TEST_CASE("block GatedLayer rejects a block size that does not fit, naming the layer", "[gated_layer][blocks]") {

@@ -113,6 +113,7 @@ class GatedLayer {
       weight_.block = block;
     }
     bias_.value = expert.bias().value;
+    internal::track_written_columns(weight_);  // a unit (block) closed in a whole batch leaves its column
   }
 
   Index input_size() const { return weight_.value.rows() / block_; }
@@ -180,6 +181,7 @@ class GatedLayer {
     internal::check_shape(gradient_what_.c_str(), dy.rows(), dy.cols(), output_size(),
                           batch_);
     const Matrix<T>& h = *gate_;
+    mark_written_columns(h);
     if (block_ > 1) {
       backward_blocks(h, dy);
     } else if (sparse_) {
@@ -299,6 +301,19 @@ class GatedLayer {
   const Parameter<T>& expert_bias() const { return bias_; }
 
  private:
+  /// Flags the columns of W's gradient this backward writes (Parameter::written_columns): on the sparse path
+  /// those of the units (blocks) open in at least one example, each a column of the stored W and a row of h.
+  void mark_written_columns(const Matrix<T>& h) {
+    if (weight_.written_columns.size() != static_cast<std::size_t>(h.rows())) return;  // not kept
+    if (!sparse_) {
+      weight_.all_columns_written = true;
+      return;
+    }
+    for (Index i = 0; i < h.rows(); ++i)
+      if (!weight_.written_columns[static_cast<std::size_t>(i)] && (h.row(i).array() != T(0)).any())
+        weight_.written_columns[static_cast<std::size_t>(i)] = 1;
+  }
+
   Matrix<T> stored_to_dense(const Matrix<T>& stored) const {
     if (block_ == 1) return stored.transpose();
     return internal::from_block_layout<T>(stored, block_);

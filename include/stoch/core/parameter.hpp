@@ -1,7 +1,9 @@
 // stoch — a named parameter (or a piece of saved layer state) with its gradient and optimiser state.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,6 +38,14 @@ struct Parameter {
   FanIn fan_in = FanIn::rows;
   Index block = 1;  ///< FanIn::blocks: the units per block, k
   bool trainable = true;
+  /// Which columns of `grad` backward wrote since the optimiser last cleared it, for a layer that leaves most
+  /// of them at zero and says so (GatedLayer's expert weights: a unit, or block, closed in the whole batch
+  /// leaves its column untouched): empty when not kept (every column counts), else one flag per column, with
+  /// `all_columns_written` set when a backward wrote every column. An optimiser whose update of a parameter
+  /// with zero gradient leaves it as it is (Sgd without momentum or weight decay) then updates the flagged
+  /// columns only. Code that writes `grad` by other means sets all_columns_written.
+  std::vector<std::uint8_t> written_columns;
+  bool all_columns_written = true;
 
   Parameter() = default;
   Parameter(std::string name_, Index rows, Index cols, bool trainable_ = true)
@@ -47,15 +57,41 @@ struct Parameter {
 
 namespace internal {
 
+/// Keeps the flags of the columns of p's gradient that backward writes (Parameter::written_columns).
+template <class T>
+void track_written_columns(Parameter<T>& p) {
+  p.written_columns.assign(static_cast<std::size_t>(p.value.cols()), 0);
+  // Until the first step, which then updates every column: grad may hold anything, and the max-norm bound
+  // then holds for every unit (a step that skips a column relies on it).
+  p.all_columns_written = true;
+}
+
+/// Whether only the flagged columns of p's gradient can be non-zero.
+template <class T>
+bool only_written_columns(const Parameter<T>& p) {
+  return !p.written_columns.empty() && !p.all_columns_written &&
+         p.written_columns.size() == static_cast<std::size_t>(p.value.cols());
+}
+
+/// After the optimiser cleared p's gradient: no column written.
+template <class T>
+void clear_written_columns(Parameter<T>& p) {
+  std::fill(p.written_columns.begin(), p.written_columns.end(), std::uint8_t{0});
+  p.all_columns_written = p.written_columns.size() != static_cast<std::size_t>(p.value.cols());
+}
+
 /// Multiplies each unit's incoming weight vector of `p.value` (row or column, per `p.fan_in`) by
 /// `factor(its norm)`; vectors whose factor is 1 are left bit-for-bit as they are. `scale` is a buffer for the
 /// row norms (rows are strided in column-major storage: all of them are computed in one column-wise pass).
-/// Shared by the max-norm projection (App. A.4) and set_unit_norms.
+/// With `columns` (FanIn::columns and blocks only), only the units of the flagged columns. Shared by the
+/// max-norm projection (App. A.4) and set_unit_norms.
 template <class T, class Factor>
-void scale_units(Parameter<T>& p, Vector<T>& scale, Factor factor) {
+void scale_units(Parameter<T>& p, Vector<T>& scale, Factor factor, const std::uint8_t* columns = nullptr) {
   Matrix<T>& w = p.value;
+  auto skip = [&](Index j) { return columns != nullptr && columns[j] == 0; };
   if (p.fan_in == FanIn::columns) {
     for (Index j = 0; j < w.cols(); ++j) {
+      if (skip(j)) continue;
       const T f = factor(w.col(j).norm());
       if (f != T(1)) w.col(j) *= f;
     }
@@ -65,6 +101,7 @@ void scale_units(Parameter<T>& p, Vector<T>& scale, Factor factor) {
     const Index k = p.block, in = w.rows() / k;
     scale.resize(k);
     for (Index j = 0; j < w.cols(); ++j) {
+      if (skip(j)) continue;
       Eigen::Map<Matrix<T>> units(w.col(j).data(), k, in);
       scale.noalias() = units.rowwise().norm();
       for (Index r = 0; r < k; ++r) {

@@ -108,13 +108,17 @@ class Adam {
         const T bound = *p.max_norm;
         internal::scale_units(p, norms_[k], [bound](T norm) { return norm > bound ? bound / norm : T(1); });
       }
+      internal::clear_written_columns(p);  // every column updated: the moments decay everywhere
     }
   }
 
   /// Clears the gradient of every trainable parameter (backward accumulates until this or `step()`).
   void zero_grad() {
     for (Parameter<T>* p : params_)
-      if (p->trainable) p->grad.setZero();
+      if (p->trainable) {
+        p->grad.setZero();
+        internal::clear_written_columns(*p);
+      }
   }
 
   /// Sets the moments and the step count to zero (a fresh start, e.g. after loading weights only).

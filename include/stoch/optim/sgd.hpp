@@ -30,8 +30,12 @@ struct SgdOptions {
 /// (`Parameter::weight_decay`, 0 unless set, e.g. by set_weight_decay: then the term is not computed at all)
 /// then, if `max_norm` is set, rescales each unit's incoming weight vector (row i of `value` for FanIn::rows,
 /// column i for FanIn::columns, row r of each block for FanIn::blocks) whose Euclidean norm exceeds the bound
-/// down to the bound (App. A.4), and finally clears `grad`. The velocities live in Parameter::velocity (so a checkpoint can save and restore
-/// them); a velocity whose shape does not match `value` (e.g. empty) is (re)started at zero. Once every
+/// down to the bound (App. A.4), and finally clears `grad`. A parameter whose layer flags the columns its
+/// backward wrote (Parameter::written_columns: a gated layer's expert weights) is updated on those columns only
+/// when the update of the others would change nothing, i.e. without momentum and weight decay: the same values,
+/// in a step that costs what the open units or blocks cost (the other columns' velocities, unused without
+/// momentum, keep their old values). Momentum or weight decay update every column. The velocities live in
+/// Parameter::velocity (so a checkpoint can save and restore them); a velocity whose shape does not match `value` (e.g. empty) is (re)started at zero. Once every
 /// velocity and max-norm buffer is sized, `step()` allocates nothing.
 ///
 /// A NaN or Inf never reaches a value or a velocity: the update runs chunk by chunk (kChunk entries) and
@@ -59,15 +63,29 @@ class Sgd {
       if (!p.trainable) continue;
       internal::check_step_parameter("Sgd::step", p);
       size_velocity(p);
-      update(p, options_.momentum, options_.learning_rate * p.learning_rate_scale);
-      if (p.max_norm) apply_max_norm(p, *p.max_norm, norms_[k]);
+      const T rate = options_.learning_rate * p.learning_rate_scale;
+      if (internal::only_written_columns(p) && options_.momentum == T(0) && p.weight_decay == T(0)) {
+        // Only the columns backward wrote (a gated layer's open units or blocks): a column with zero gradient
+        // would be left as it is (and within the max-norm ball) anyway.
+        const Index height = p.value.rows();
+        for (Index c = 0; c < p.value.cols(); ++c)
+          if (p.written_columns[static_cast<std::size_t>(c)] != 0) update(p, T(0), rate, c * height, height);
+        if (p.max_norm) apply_max_norm(p, *p.max_norm, norms_[k], p.written_columns.data());
+      } else {
+        update(p, options_.momentum, rate, 0, p.value.size());
+        if (p.max_norm) apply_max_norm(p, *p.max_norm, norms_[k]);
+      }
+      internal::clear_written_columns(p);
     }
   }
 
   /// Clears the gradient of every trainable parameter (backward accumulates until this or `step()`).
   void zero_grad() {
     for (Parameter<T>* p : params_)
-      if (p->trainable) p->grad.setZero();
+      if (p->trainable) {
+        p->grad.setZero();
+        internal::clear_written_columns(*p);
+      }
   }
 
   /// Sets every velocity to zero (e.g. when restarting from a checkpoint saved without velocities).
@@ -106,11 +124,12 @@ class Sgd {
   /// in L2). Each entry gets the same operations as from whole-matrix statements, so results are unchanged.
   /// Before a chunk is written, value + new velocity is checked finite in one vectorised pass over the
   /// chunk in L1 (it is NaN or Inf exactly when the gradient, the value or the update is).
-  static void update(Parameter<T>& p, T momentum, T rate) {
+  /// Entries [begin, begin + length) of the flat storage only.
+  static void update(Parameter<T>& p, T momentum, T rate, Index begin, Index length) {
     using Chunk = Eigen::Map<Vector<T>>;
-    const Index size = p.value.size();
-    for (Index first = 0; first < size; first += kChunk) {
-      const Index count = std::min(kChunk, size - first);
+    const Index end = begin + length;
+    for (Index first = begin; first < end; first += kChunk) {
+      const Index count = std::min(kChunk, end - first);
       Chunk velocity(p.velocity.data() + first, count), grad(p.grad.data() + first, count),
           value(p.value.data() + first, count);
       if (p.weight_decay > T(0)) {
@@ -149,8 +168,8 @@ class Sgd {
   }
 
   /// App. A.4: every unit's incoming weight vector is projected back onto the ball of radius `bound`.
-  static void apply_max_norm(Parameter<T>& p, T bound, Vector<T>& scale) {
-    internal::scale_units(p, scale, [bound](T norm) { return norm > bound ? bound / norm : T(1); });
+  static void apply_max_norm(Parameter<T>& p, T bound, Vector<T>& scale, const std::uint8_t* columns = nullptr) {
+    internal::scale_units(p, scale, [bound](T norm) { return norm > bound ? bound / norm : T(1); }, columns);
   }
 
   ParameterList<T> params_;
