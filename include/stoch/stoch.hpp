@@ -21,6 +21,7 @@
 #include "stoch/gates/anneal.hpp"
 #include "stoch/gates/arm.hpp"
 #include "stoch/gates/binary_gate.hpp"
+#include "stoch/gates/double_cv.hpp"
 #include "stoch/gates/gumbel_sigmoid.hpp"
 #include "stoch/gates/noisy_rectifier.hpp"
 #include "stoch/gates/noisy_sigmoid.hpp"

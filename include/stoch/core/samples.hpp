@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "stoch/core/context.hpp"
 #include "stoch/core/distributions.hpp"
 #include "stoch/core/error.hpp"
 #include "stoch/core/matrix.hpp"
@@ -25,6 +26,44 @@ namespace internal {
 
 inline void check_sample_count(const char* who, Index samples) {
   if (samples < 1) fail(std::string(who) + ": samples must be >= 1, got " + std::to_string(samples));
+}
+
+/// The layout of the leave-one-out gates (ReinforceLoo, DoubleCv): K >= 2 independent samples per example
+/// and a batch of K E columns; returns E. Antithetic pairs are refused: the leave-one-out baseline of a
+/// sample must not depend on it, and its pair partner's shared uniforms would make it so.
+template <class T>
+Index leave_one_out_examples(const std::string& who, const Context<T>& ctx, Index columns) {
+  if (ctx.antithetic)
+    fail(who + ": needs independent samples; Context::antithetic pairs would make the "
+               "leave-one-out baseline depend on the sample it is subtracted from");
+  const Index examples = ctx.examples_for_batch(who.c_str(), columns);
+  if (ctx.samples < 2)
+    fail(who + ": needs K >= 2 samples per example for a leave-one-out baseline (Context::samples = " +
+         std::to_string(ctx.samples) + ")");
+  return examples;
+}
+
+/// Each column minus the mean of the same example's other samples (`x` is `rows x K E`, laid out as above):
+///     out(:, k E + e) = x(:, k E + e) - (1 / (K - 1)) sum_{j != k} x(:, j E + e) = (K x(:, k E + e) - S_e) / (K - 1)
+/// with S_e the sum over the example's K samples. The leave-one-out arithmetic of ReinforceLoo (on the
+/// losses) and DoubleCv (on the losses, the control variates and dL/dh); x - out is the leave-one-out mean.
+/// `out` (resized to x's shape) must not alias `x`; it holds S_e in column e until that column is written
+/// last, so nothing is allocated.
+template <class In, class Out>
+void leave_one_out_centre(const Eigen::MatrixBase<In>& x, Index samples, Out& out) {
+  using T = typename In::Scalar;
+  const Index examples = x.cols() / samples;
+  out.resize(x.rows(), x.cols());
+  const T k_samples = static_cast<T>(samples), others = static_cast<T>(samples - 1);
+  for (Index e = 0; e < examples; ++e) {
+    out.col(e) = x.col(e);
+    for (Index k = 1; k < samples; ++k) out.col(e) += x.col(k * examples + e);
+    for (Index k = samples - 1; k >= 1; --k) {
+      const Index c = k * examples + e;
+      out.col(c) = (k_samples * x.col(c) - out.col(e)) / others;
+    }
+    out.col(e) = (k_samples * x.col(e) - out.col(e)) / others;
+  }
 }
 
 }  // namespace internal

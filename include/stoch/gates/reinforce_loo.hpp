@@ -53,16 +53,8 @@ class ReinforceLoo : public internal::SigmoidBernoulliGate<ReinforceLoo<T>, T> {
   /// h ~ Bernoulli(sigm(a)) exactly as StochasticBinary does (same words, same bits). Evaluation: as Base.
   void compute(const MatrixCRef<T>& a, Matrix<T>& h, Context<T>& ctx) {
     if (ctx.training()) {
-      const std::string& who = this->forward_what_;
-      if (ctx.antithetic)
-        internal::fail(who + ": needs independent samples; Context::antithetic pairs would make the "
-                             "leave-one-out baseline depend on the sample it is subtracted from");
-      const Index examples = ctx.examples_for_batch(who.c_str(), a.cols());
-      if (ctx.samples < 2)
-        internal::fail(who + ": needs K >= 2 samples per example for a leave-one-out baseline (Context::samples = " +
-                       std::to_string(ctx.samples) + ")");
+      internal::leave_one_out_examples(this->forward_what_, ctx, a.cols());
       samples_ = ctx.samples;
-      examples_ = examples;
     }
     Base::compute(a, h, ctx);
   }
@@ -80,17 +72,8 @@ class ReinforceLoo : public internal::SigmoidBernoulliGate<ReinforceLoo<T>, T> {
                      std::to_string(samples_));
     const RowVector<T>& loss = ctx.loss_for_batch(who.c_str(), batch);
 
-    // centred_[c] = L_c - Lbar_c = L_c - (S_e - L_c) / (K - 1) = (K L_c - S_e) / (K - 1).
-    const Index k_samples = samples_, examples = examples_;
-    centred_.resize(batch);
-    for (Index e = 0; e < examples; ++e) {
-      T sum = T(0);
-      for (Index k = 0; k < k_samples; ++k) sum += loss[k * examples + e];
-      for (Index k = 0; k < k_samples; ++k) {
-        const Index c = k * examples + e;
-        centred_[c] = (static_cast<T>(k_samples) * loss[c] - sum) / static_cast<T>(k_samples - 1);
-      }
-    }
+    // centred_[c] = L_c - Lbar_c = (K L_c - S_e) / (K - 1), S_e the example's sum over its K samples.
+    internal::leave_one_out_centre(loss, samples_, centred_);
     Matrix<T>& da = this->input_gradient_;
     da = h - this->p_;
     const T inv_batch = T(1) / static_cast<T>(batch);
@@ -103,7 +86,7 @@ class ReinforceLoo : public internal::SigmoidBernoulliGate<ReinforceLoo<T>, T> {
   Index samples() const noexcept { return samples_; }
 
  private:
-  Index samples_ = 0, examples_ = 0;
+  Index samples_ = 0;
   RowVector<T> centred_;
 };
 
