@@ -12,6 +12,7 @@
 
 #include "network.hpp"
 #include "stoch/gates/arm.hpp"
+#include "stoch/gates/double_cv.hpp"
 #include "stoch/gates/gumbel_sigmoid.hpp"
 #include "stoch/gates/reinforce_loo.hpp"
 #include "stoch/gates/slope_annealed_straight_through.hpp"
@@ -100,8 +101,9 @@ Measurement measure(Gate gate, BinaryNetwork& net, Generator& rng, Index samples
 }  // namespace detail
 
 /// Every estimator of the library for binary units, in the order of the report. The names are the lab's
-/// interface (results.json): reinforce, rloo, arm, disarm, straight-through, slope-st, gumbel-st and gumbel,
-/// and the variants reinforce-moving-average, reinforce-nobaseline (other baselines) and rloo-4 (K = 4).
+/// interface (results.json): reinforce, rloo, arm, disarm, straight-through, slope-st, gumbel-st, gumbel and
+/// double-cv, and the variants reinforce-moving-average, reinforce-nobaseline (other baselines), rloo-4 and
+/// double-cv-4 (K = 4).
 inline std::vector<Estimator> all_estimators(const EstimatorSettings& s) {
   using namespace stoch;
   std::vector<Estimator> list;
@@ -142,6 +144,13 @@ inline std::vector<Estimator> all_estimators(const EstimatorSettings& s) {
       [t = s.temperature](Index n) { return GumbelSigmoidStraightThrough<double>(n, {.temperature = t}); }, 0);
   add("gumbel", "GumbelSigmoid (relaxed), temperature " + std::to_string(s.temperature), false, 1, false,
       [t = s.temperature](Index n) { return GumbelSigmoid<double>(n, {.temperature = t}); }, 0);
+  // Appended after the others: the generator stream of an estimator is its position in this list, so the
+  // estimators above keep their numbers. The adaptive alpha is a ratio of moving averages at the SBN rate,
+  // warmed up like the averaged baselines (it depends on earlier estimates only: each stays unbiased).
+  add("double-cv", "DoubleCv, K = 2, adaptive alpha (Titsias & Shi 2022)", true, 2, false,
+      [rate](Index n) { return DoubleCv<double>(n, {.average_rate = rate}); }, warmup);
+  add("double-cv-4", "DoubleCv, K = 4, adaptive alpha (Titsias & Shi 2022)", true, 4, false,
+      [rate](Index n) { return DoubleCv<double>(n, {.average_rate = rate}); }, warmup);
   return list;
 }
 

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <sstream>
@@ -207,7 +208,8 @@ std::string plot(const std::filesystem::path& out, const std::vector<NetworkResu
     return "gnuplot not found: the plot's data is in variance_vs_cost.dat; install gnuplot (Debian: gnuplot-nox) "
            "to get variance_vs_cost.png";
   static constexpr const char* kColours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-                                             "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#000000"};
+                                             "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#000000", "#aec7e8",
+                                             "#98df8a"};
   static constexpr int kFilled[] = {7, 5, 9, 11, 13, 15}, kOpen[] = {6, 4, 8, 10, 12, 14};
   const std::size_t panels = networks.size(), columns = std::min<std::size_t>(panels, 3),
                     lines = (panels + columns - 1) / columns;
@@ -233,7 +235,7 @@ std::string plot(const std::filesystem::path& out, const std::vector<NetworkResu
       if (!unbiased && found != rows.end()) title += " (bias " + format("%.2f", found->summary.relative_bias) + ")";
       const int point = unbiased ? kFilled[filled++ % 6] : kOpen[open++ % 6];
       script << (e ? ", " : "") << "'variance_vs_cost.dat' index " << k << " using 1:($3 == " << e
-             << " ? $2 : 1/0) with points pt " << point << " ps 1.4 lc rgb '" << kColours[e % 11] << "' title '"
+             << " ? $2 : 1/0) with points pt " << point << " ps 1.4 lc rgb '" << kColours[e % std::size(kColours)] << "' title '"
              << title << "'";
     }
     script << "\n";

@@ -3,9 +3,9 @@
 # checks results.json:
 #   - the exact gradient of each network agrees with central differences of its expected loss (< 1e-6);
 #   - every estimator is there for every network, with the theoretical `unbiased` flag and its cost;
-#   - every unbiased estimator (REINFORCE with each baseline, leave-one-out, ARM, DisARM) has bias_se < 5 (the
-#     largest |mean - exact| / standard error over the parameters) and a relative standard error below 0.05,
-#     so that a wrong sign or a wrong factor (a relative bias of 0.5 or more) would fail by far;
+#   - every unbiased estimator (REINFORCE with each baseline, leave-one-out, ARM, DisARM, Double CV) has
+#     bias_se < 5 (the largest |mean - exact| / standard error over the parameters) and a relative standard
+#     error below 0.05, so that a wrong sign or a wrong factor (a relative bias of 0.5 or more) would fail by far;
 #   - every biased one (straight-through, slope-st, gumbel-st, gumbel) has bias_se > 5: its bias is measured,
 #     not hidden in the noise (at this budget the smallest is above 30).
 cmake_minimum_required(VERSION 3.20)  # IN_LIST and string(JSON) in script mode
@@ -22,7 +22,7 @@ foreach(file results.json results.md)
   endif()
 endforeach()
 
-set(unbiased reinforce reinforce-moving-average reinforce-nobaseline rloo rloo-4 arm disarm)
+set(unbiased reinforce reinforce-moving-average reinforce-nobaseline rloo rloo-4 arm disarm double-cv double-cv-4)
 set(biased straight-through slope-st gumbel-st gumbel)
 set(cost_reinforce 1)
 set(cost_reinforce-moving-average 1)
@@ -35,6 +35,8 @@ set(cost_straight-through 1)
 set(cost_slope-st 1)
 set(cost_gumbel-st 1)
 set(cost_gumbel 1)
+set(cost_double-cv 2)
+set(cost_double-cv-4 4)
 
 file(READ ${OUT}/results.json json)
 string(JSON network_count LENGTH "${json}" networks)
@@ -49,9 +51,13 @@ foreach(n RANGE 2)
     message(FATAL_ERROR "results.json: network ${n}'s exact gradient is ${fd_error} from central differences")
   endif()
 endforeach()
-math(EXPR expected_entries "${network_count} * 11")
+list(LENGTH unbiased unbiased_count)
+list(LENGTH biased biased_count)
+math(EXPR estimator_count "${unbiased_count} + ${biased_count}")
+math(EXPR expected_entries "${network_count} * ${estimator_count}")
 if(NOT entry_count EQUAL expected_entries)
-  message(FATAL_ERROR "results.json: expected ${expected_entries} entries (11 estimators x 3 networks), got ${entry_count}")
+  message(FATAL_ERROR "results.json: expected ${expected_entries} entries (${estimator_count} estimators x 3 networks), "
+                      "got ${entry_count}")
 endif()
 math(EXPR last "${entry_count} - 1")
 set(seen "")
