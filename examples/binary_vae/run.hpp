@@ -15,7 +15,8 @@ namespace binary_vae {
 /// The estimators, in the order of the default run (names as in issue 40's interface).
 inline const std::vector<std::string>& estimator_names() {
   static const std::vector<std::string> names{"disarm",   "arm",       "rloo",   "reinforce",
-                                              "straight-through", "gumbel-st", "gumbel", "slope-st"};
+                                              "straight-through", "gumbel-st", "gumbel", "slope-st",
+                                              "double-cv"};
   return names;
 }
 
@@ -23,6 +24,8 @@ inline const std::vector<std::string>& estimator_names() {
 inline std::string estimator_description(const std::string& name) {
   if (name == "reinforce") return "REINFORCE, 1 sample, the paper's minimum-variance baseline (SBN, Eq. 10)";
   if (name == "rloo") return "REINFORCE leave-one-out, 2 samples (Kool et al. 2019)";
+  if (name == "double-cv")
+    return "REINFORCE leave-one-out, 2 samples, with the Taylor control variate (Titsias & Shi 2022), adaptive alpha";
   if (name == "arm") return "ARM, 1 antithetic pair (Yin & Zhou 2019)";
   if (name == "disarm") return "DisARM, 1 antithetic pair (Dong et al. 2020)";
   if (name == "straight-through") return "straight-through, dL/da = dL/dh (the paper's Eq. 13)";
@@ -134,6 +137,10 @@ inline RunResult run_estimator(const std::string& name, const Settings& settings
   if (name == "rloo")
     return run_with<stoch::ReinforceLoo<T>>(name, settings, data, options, stoch::ReinforceLoo<T>(units),
                                             {2, false, false}, {}, log);
+  // Double CV reads dL/dh (pathwise wiring: 2 dL/dz, the prior, log q) next to the K losses.
+  if (name == "double-cv")
+    return run_with<stoch::DoubleCv<T>>(name, settings, data, options, stoch::DoubleCv<T>(units), {2, false, true},
+                                        {}, log);
   if (name == "arm")
     return run_with<stoch::Arm<T>>(name, settings, data, options, stoch::Arm<T>(units), {2, true, false}, {}, log);
   if (name == "disarm")

@@ -1,10 +1,10 @@
-# Smoke test of examples/binary_vae: 400 steps of DisARM and REINFORCE leave-one-out on the linear model, on the
-# first 5,000 training images, bounds on 500 validation and test images; then results.json must hold one run
+# Smoke test of examples/binary_vae: 400 steps of DisARM, REINFORCE leave-one-out and Double CV on the linear
+# model, on the first 5,000 training images, bounds on 500 validation and test images; then results.json must hold one run
 # per estimator with the interface's fields (issue 40), finite numbers, and a training ELBO above its value at
 # step 0. Without the data (exit status 77) the test is reported as skipped.
 # Usage: cmake -DEXAMPLE=<binary_vae> -DOUT=<dir> -P check_binary_vae.cmake
 file(REMOVE_RECURSE ${OUT})
-execute_process(COMMAND ${EXAMPLE} --model linear --estimators disarm,rloo --steps 400 --eval-every 200
+execute_process(COMMAND ${EXAMPLE} --model linear --estimators disarm,rloo,double-cv --steps 400 --eval-every 200
                         --variance-repeats 5 --iw-samples 20 --train-limit 5000 --eval-limit 500 --jobs 1 --out ${OUT}
                 RESULT_VARIABLE status OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
 message("${stdout}${stderr}")
@@ -23,10 +23,10 @@ endforeach()
 
 file(READ ${OUT}/results.json json)
 string(JSON runs LENGTH "${json}" runs)
-if(NOT runs EQUAL 2)
-  message(FATAL_ERROR "results.json: expected 2 runs, found ${runs}")
+if(NOT runs EQUAL 3)
+  message(FATAL_ERROR "results.json: expected 3 runs, found ${runs}")
 endif()
-set(expected disarm rloo)
+set(expected disarm rloo double-cv)
 math(EXPR last "${runs} - 1")
 foreach(i RANGE ${last})
   list(GET expected ${i} want)

@@ -100,6 +100,7 @@ TEST_CASE("binary VAE: the unbiased gates' encoder gradients match exact enumera
   SECTION("arm") { check_unbiased(stoch::Arm<T>(kLatent), {2, true, false}); }
   SECTION("rloo") { check_unbiased(stoch::ReinforceLoo<T>(kLatent), {2, false, false}); }
   SECTION("reinforce") { check_unbiased(stoch::StochasticBinary<T>(kLatent), {1, false, false}); }
+  SECTION("double-cv") { check_unbiased(stoch::DoubleCv<T>(kLatent), {2, false, true}); }
 }
 
 TEST_CASE("binary VAE: the importance-weighted bound tends to log p(x) computed from losses()", "[binary_vae]") {
