@@ -111,6 +111,7 @@ class GatedLayer {
       internal::to_block_layout<T>(expert.weight().value, block, weight_.value);
       weight_.fan_in = FanIn::blocks;
       weight_.block = block;
+      crossover_ = internal::kDefaultBlockCrossover;
     }
     bias_.value = expert.bias().value;
     internal::track_written_columns(weight_);  // a unit (block) closed in a whole batch leaves its column
@@ -248,7 +249,8 @@ class GatedLayer {
   ExpertPath path() const noexcept { return path_; }
   void set_path(ExpertPath path) noexcept { path_ = path; }
   /// Density (fraction of open gates) up to which ExpertPath::automatic takes the sparse path; 0.35 by
-  /// default (internal::kDefaultSparseCrossover, why: docs/performance-notes.md#sparse-crossover).
+  /// default with unit gates (internal::kDefaultSparseCrossover, why: docs/performance-notes.md#sparse-crossover),
+  /// 1 with block gates (internal::kDefaultBlockCrossover: docs/performance-notes.md#block-crossover).
   double crossover() const noexcept { return crossover_; }
   void set_crossover(double density) {
     if (!(density >= 0.0 && density <= 1.0))

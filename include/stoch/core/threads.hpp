@@ -1,5 +1,5 @@
-// stoch — the number of threads one model uses: Eigen's dense products and stoch's own kernels (the block
-// kernels of a gated layer) split their work over this many threads. Threads come from OpenMP when the
+// stoch — the number of threads one model uses: the dense products and the block kernels of a gated layer
+// split their work over this many threads. Threads come from OpenMP when the
 // library is built with it (CMake option STOCH_OPENMP, on by default where the compiler has it; why OpenMP:
 // docs/performance-notes.md#threads); without it everything runs on the calling thread.
 #pragma once
@@ -44,10 +44,9 @@ inline int threads() noexcept {
 #endif
 }
 
-/// Sets the number of threads of this process's models (Eigen's products and stoch's kernels). Results do not
-/// depend on it where the arithmetic order allows it: stoch's kernels give each thread whole output blocks;
-/// Eigen's products may sum in another order with another count (docs/performance-notes.md#threads). Without
-/// OpenMP, any count >= 1 is accepted and 1 is used.
+/// Sets the number of threads of this process's models (the dense products and the block kernels). Results
+/// are the same bits for any count: stoch splits the work so that every sum keeps its order
+/// (docs/performance-notes.md#threads). Without OpenMP, any count >= 1 is accepted and 1 is used.
 inline void set_threads(int count) {
   if (count < 1) internal::fail("stoch::set_threads: the thread count must be at least 1, got " + std::to_string(count));
 #if defined(_OPENMP)

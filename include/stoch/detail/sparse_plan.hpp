@@ -89,13 +89,15 @@ ExpertPlan plan_expert(const ActiveSet& active, Index in, ExpertPath path, doubl
 /// its measured crossover, Linear::kZeroSkippingCrossover. Why: docs/performance-notes.md#sparse-input.
 inline constexpr double kSparseInputCrossover = 0.15;
 
-/// Whether a block-gated layer (GatedLayer::block() > 1) computes a batch with the block kernels
+/// The default crossover of a block-gated layer (GatedLayer::block() > 1): 1, the block kernels at every
+/// density. Its dense path runs the same register tiles over every (block, example) pair, so the block kernels
+/// do d of its work at the same speed per multiply-add and add only the lists of open pairs.
+/// Why, and the measurement: docs/performance-notes.md#block-crossover.
+inline constexpr double kDefaultBlockCrossover = 1.0;
+
+/// Whether a block-gated layer computes a batch with the block kernels over the open pairs
 /// (stoch/detail/block_kernels.hpp): ExpertPath::sparse, or automatic with the density of open (block,
-/// example) pairs at most `crossover`, the layer's crossover(), kDefaultSparseCrossover unless set. At that
-/// density the block kernels do at most 35 % of the dense multiply-adds, as small dense products plus a copy
-/// of the open inputs (1 / k of those multiply-adds in loads and stores), so they win unless a small product
-/// runs below 35 % of the dense product's speed per multiply-add.
-/// Why, and what a measurement would change: docs/performance-notes.md#block-crossover.
+/// example) pairs at most `crossover`, the layer's crossover() (kDefaultBlockCrossover unless set).
 inline bool block_path_sparse(const ActiveSet& active, ExpertPath path, double crossover) noexcept {
   return path == ExpertPath::sparse || (path == ExpertPath::automatic && active.density() <= crossover);
 }
