@@ -148,7 +148,7 @@ TEMPLATE_TEST_CASE("Weight decay adds weight_decay * value to the gradient of we
   CHECK(alone.value.isApprox(T(0.9) * a0));
 }
 
-// step() updates velocity, value and gradient chunk by chunk (one pass over memory); every entry must get
+// step() updates velocity, value and gradient chunk by chunk (one pass over memory); every value must get
 // exactly what the whole-matrix statements of the documented update give, so that training runs made before
 // the chunking reproduce bit for bit. Sizes straddle the chunk (8 KB: 2048 floats, 1024 doubles).
 TEMPLATE_TEST_CASE("Sgd's chunked update gives exactly the whole-matrix statements", "[sgd]", float, double) {
@@ -171,11 +171,11 @@ TEMPLATE_TEST_CASE("Sgd's chunked update gives exactly the whole-matrix statemen
           p.grad = grad;
           sgd.step();
           const T rate = T(0.1) * T(0.5);
-          if (decay > T(0))
-            velocity = momentum * velocity - rate * (grad + decay * value);
-          else
-            velocity = momentum * velocity - rate * grad;
-          value += velocity;
+          const Matrix<T> next = decay > T(0) ? Matrix<T>(momentum * velocity - rate * (grad + decay * value))
+                                              : Matrix<T>(momentum * velocity - rate * grad);
+          value += next;
+          // Without momentum and decay the velocity is neither read nor written (the value's bits as through it).
+          if (decay > T(0) || momentum > T(0)) velocity = next;
           CHECK(p.velocity == velocity);
           CHECK(p.value == value);
           CHECK(p.grad.isZero(0));

@@ -33,8 +33,9 @@ struct SgdOptions {
 /// down to the bound (App. A.4), and finally clears `grad`. A parameter whose layer flags the columns its
 /// backward wrote (Parameter::written_columns: a gated layer's expert weights) is updated on those columns only
 /// when the update of the others would change nothing, i.e. without momentum and weight decay: the same values,
-/// in a step that costs what the open units or blocks cost (the other columns' velocities, unused without
-/// momentum, keep their old values). Momentum or weight decay update every column. The velocities live in
+/// in a step that costs what the open units or blocks cost. Momentum or weight decay update every column.
+/// Without momentum (and weight decay) the velocity is neither read nor written: it keeps what the last step
+/// with momentum left (zero if none). The velocities live in
 /// Parameter::velocity (so a checkpoint can save and restore them); a velocity whose shape does not match `value` (e.g. empty) is (re)started at zero. Once every
 /// velocity and max-norm buffer is sized, `step()` allocates nothing.
 ///
@@ -69,10 +70,10 @@ class Sgd {
         // would be left as it is (and within the max-norm ball) anyway.
         const Index height = p.value.rows();
         for (Index c = 0; c < p.value.cols(); ++c)
-          if (p.written_columns[static_cast<std::size_t>(c)] != 0) update(p, T(0), rate, c * height, height);
+          if (p.written_columns[static_cast<std::size_t>(c)] != 0) update(p, T(0), rate, c * height, height, step_.data());
         if (p.max_norm) apply_max_norm(p, *p.max_norm, norms_[k], p.written_columns.data());
       } else {
-        update(p, options_.momentum, rate, 0, p.value.size());
+        update(p, options_.momentum, rate, 0, p.value.size(), step_.data());
         if (p.max_norm) apply_max_norm(p, *p.max_norm, norms_[k]);
       }
       internal::clear_written_columns(p);
@@ -125,7 +126,8 @@ class Sgd {
   /// Before a chunk is written, value + new velocity is checked finite in one vectorised pass over the
   /// chunk in L1 (it is NaN or Inf exactly when the gradient, the value or the update is).
   /// Entries [begin, begin + length) of the flat storage only.
-  static void update(Parameter<T>& p, T momentum, T rate, Index begin, Index length) {
+  /// `step`: kChunk entries of scratch.
+  static void update(Parameter<T>& p, T momentum, T rate, Index begin, Index length, T* step) {
     using Chunk = Eigen::Map<Vector<T>>;
     const Index end = begin + length;
     for (Index first = begin; first < end; first += kChunk) {
@@ -136,6 +138,15 @@ class Sgd {
         const auto next = momentum * velocity - rate * (grad + p.weight_decay * value);
         if (!internal::all_finite(value + next)) refuse(p, first, count, momentum, rate);
         velocity = next;
+      } else if (momentum == T(0)) {
+        // Without momentum the velocity is not read again: the step goes through a buffer in L1 instead,
+        // with the same values (-(rate * grad), then value + it), and two passes over memory fewer.
+        Chunk next(step, count);
+        next = -(rate * grad);
+        if (!internal::all_finite(value + next)) refuse(p, first, count, momentum, rate);
+        value += next;
+        grad.setZero();
+        continue;
       } else {
         const auto next = momentum * velocity - rate * grad;
         if (!internal::all_finite(value + next)) refuse(p, first, count, momentum, rate);
@@ -175,6 +186,7 @@ class Sgd {
   ParameterList<T> params_;
   SgdOptions<T> options_;
   std::vector<Vector<T>> norms_;  ///< per-parameter buffer for the row-wise max-norm
+  std::vector<T> step_ = std::vector<T>(static_cast<std::size_t>(kChunk));  ///< update()'s step without momentum
 };
 
 }  // namespace stoch
