@@ -290,3 +290,45 @@ TEST_CASE("Sgd::step refuses an update that would overflow the value, naming the
   p.value(0, 1) = std::numeric_limits<float>::quiet_NaN();
   REQUIRE_THROWS_MESSAGE(sgd.step(), "parameter 'gater.W': non-finite value nan (NaN or Inf) at entry 2");
 }
+
+TEST_CASE("Sgd::step: the same values on one thread and on two, and a non-finite gradient is still refused",
+          "[sgd][threads]") {
+  // 300 x 1000 floats: enough chunks for two threads' ranges; with and without momentum, and on flagged columns.
+  for (const float momentum : {0.0f, 0.9f})
+    for (const bool flagged : {false, true}) {
+      CAPTURE(momentum, flagged);
+      auto run = [&](int count) {
+        const int before = threads();
+        set_threads(count);
+        Parameter<float> p = make_parameter<float>("wide.W", 300, 1000, 3);
+        p.max_norm = 1.0f;
+        p.fan_in = FanIn::columns;
+        if (flagged) internal::track_written_columns(p);
+        Sgd<float> sgd({&p}, {.learning_rate = 0.1f, .momentum = momentum});
+        for (int step = 0; step < 2; ++step) {
+          p.grad = test::random_matrix<float>(300, 1000, 10 + static_cast<std::uint64_t>(step));
+          if (flagged) {  // as a gated layer's backward leaves it: every third column written
+            p.all_columns_written = false;
+            for (Index c = 0; c < 1000; ++c) {
+              p.written_columns[static_cast<std::size_t>(c)] = c % 3 == 0;
+              if (c % 3 != 0) p.grad.col(c).setZero();
+            }
+          }
+          sgd.step();
+        }
+        set_threads(before);
+        return Matrix<float>(p.value);
+      };
+      const Matrix<float> one = run(1), two = run(2);
+      CHECK(one == two);
+    }
+  const int before = threads();
+  set_threads(2);
+  Parameter<float> p = make_parameter<float>("wide.W", 300, 1000, 3);
+  p.grad.setConstant(1e-3f);
+  p.grad(5, 900) = std::numeric_limits<float>::quiet_NaN();  // in the second thread's range
+  Sgd<float> sgd({&p}, {.learning_rate = 0.1f});
+  REQUIRE_THROWS_MESSAGE(sgd.step(), "Sgd::step: parameter 'wide.W': non-finite gradient");
+  set_threads(before);
+  CHECK(p.value.allFinite());
+}

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <string>
@@ -13,6 +14,7 @@
 #include "stoch/core/error.hpp"
 #include "stoch/core/matrix.hpp"
 #include "stoch/core/parameter.hpp"
+#include "stoch/core/threads.hpp"
 
 namespace stoch {
 
@@ -44,7 +46,9 @@ struct SgdOptions {
 /// written. A non-finite gradient (or a value, or an update that overflows) makes `step()` throw
 /// stoch::Error naming the parameter and the entry; it then leaves the parameters part-way: those before
 /// it in the list, and the chunks of this one before the offending chunk, are updated (gradients cleared,
-/// this one's max-norm projection not applied yet); the rest, gradients included, are as before the call.
+/// this one's max-norm projection not applied yet); the rest, gradients included, are as before the call,
+/// except that with several threads (stoch::set_threads) the ranges of this parameter that other threads
+/// stepped are updated too. The values do not depend on the thread count.
 /// Every value and velocity stays finite; do not step again without reloading a checkpoint.
 template <class T>
 class Sgd {
@@ -68,12 +72,10 @@ class Sgd {
       if (internal::only_written_columns(p) && options_.momentum == T(0) && p.weight_decay == T(0)) {
         // Only the columns backward wrote (a gated layer's open units or blocks): a column with zero gradient
         // would be left as it is (and within the max-norm ball) anyway.
-        const Index height = p.value.rows();
-        for (Index c = 0; c < p.value.cols(); ++c)
-          if (p.written_columns[static_cast<std::size_t>(c)] != 0) update(p, T(0), rate, c * height, height, step_.data());
+        update(p, T(0), rate, p.value.rows(), p.written_columns.data());
         if (p.max_norm) apply_max_norm(p, *p.max_norm, norms_[k], p.written_columns.data());
       } else {
-        update(p, options_.momentum, rate, 0, p.value.size(), step_.data());
+        update(p, options_.momentum, rate, p.value.size(), nullptr);
         if (p.max_norm) apply_max_norm(p, *p.max_norm, norms_[k]);
       }
       internal::clear_written_columns(p);
@@ -124,37 +126,76 @@ class Sgd {
   /// chunk by chunk: one pass over memory instead of three (the MNIST network's 2.7 M parameters do not fit
   /// in L2). Each entry gets the same operations as from whole-matrix statements, so results are unchanged.
   /// Before a chunk is written, value + new velocity is checked finite in one vectorised pass over the
-  /// chunk in L1 (it is NaN or Inf exactly when the gradient, the value or the update is).
-  /// Entries [begin, begin + length) of the flat storage only.
-  /// `step`: kChunk entries of scratch.
-  static void update(Parameter<T>& p, T momentum, T rate, Index begin, Index length, T* step) {
+  /// chunk in L1 (it is NaN or Inf exactly when the gradient, the value or the update is). Entries [begin,
+  /// end) of the flat storage; returns the first entry of the first chunk whose update is not finite (nothing
+  /// of it and of the chunks after it written), or -1.
+  static Index update_range(Parameter<T>& p, T momentum, T rate, Index begin, Index end) {
     using Chunk = Eigen::Map<Vector<T>>;
-    const Index end = begin + length;
+    alignas(64) T step[kChunk];
     for (Index first = begin; first < end; first += kChunk) {
       const Index count = std::min(kChunk, end - first);
       Chunk velocity(p.velocity.data() + first, count), grad(p.grad.data() + first, count),
           value(p.value.data() + first, count);
       if (p.weight_decay > T(0)) {
         const auto next = momentum * velocity - rate * (grad + p.weight_decay * value);
-        if (!internal::all_finite(value + next)) refuse(p, first, count, momentum, rate);
+        if (!internal::all_finite(value + next)) return first;
         velocity = next;
       } else if (momentum == T(0)) {
         // Without momentum the velocity is not read again: the step goes through a buffer in L1 instead,
         // with the same values (-(rate * grad), then value + it), and two passes over memory fewer.
         Chunk next(step, count);
         next = -(rate * grad);
-        if (!internal::all_finite(value + next)) refuse(p, first, count, momentum, rate);
+        if (!internal::all_finite(value + next)) return first;
         value += next;
         grad.setZero();
         continue;
       } else {
         const auto next = momentum * velocity - rate * grad;
-        if (!internal::all_finite(value + next)) refuse(p, first, count, momentum, rate);
+        if (!internal::all_finite(value + next)) return first;
         velocity = next;
       }
       value += velocity;
       grad.setZero();
     }
+    return -1;
+  }
+
+  /// update_range over the whole parameter (`columns` null) or over its flagged columns of `height` entries,
+  /// split over the threads in ranges of whole chunks (or columns) when there are enough of them; each
+  /// entry's operations do not depend on the split. Throws (refuse) for the first offending chunk once every
+  /// thread is done.
+  static void update(Parameter<T>& p, T momentum, T rate, Index height, const std::uint8_t* columns) {
+    constexpr Index kMaxPieces = 64;
+    const Index size = p.value.size();
+    const Index units = columns != nullptr ? p.value.cols() : (size + kChunk - 1) / kChunk;
+    const Index stride = columns != nullptr ? height : kChunk;
+    const Index pieces = std::max<Index>(1, std::min<Index>({threads(), kMaxPieces, size / (16 * kChunk), units}));
+    std::array<Index, kMaxPieces> bad;
+    bad.fill(-1);
+    auto piece = [&](Index t) {
+      const Index first = t * units / pieces, last = (t + 1) * units / pieces;
+      if (columns == nullptr) {
+        bad[static_cast<std::size_t>(t)] = update_range(p, momentum, rate, first * stride, std::min(size, last * stride));
+        return;
+      }
+      for (Index c = first; c < last; ++c)
+        if (columns[c] != 0) {
+          const Index at = update_range(p, momentum, rate, c * height, (c + 1) * height);
+          if (at >= 0) {
+            bad[static_cast<std::size_t>(t)] = at;
+            return;
+          }
+        }
+    };
+    if (pieces == 1) {
+      piece(0);
+    } else {
+      STOCH_OMP_PARALLEL_FOR(true)
+      for (Index t = 0; t < pieces; ++t) piece(t);
+    }
+    for (Index t = 0; t < pieces; ++t)
+      if (const Index at = bad[static_cast<std::size_t>(t)]; at >= 0)
+        refuse(p, at, std::min(kChunk, size - at), momentum, rate);
   }
 
   /// The message for a chunk whose update is not finite: names the parameter, the first offending entry
@@ -186,7 +227,6 @@ class Sgd {
   ParameterList<T> params_;
   SgdOptions<T> options_;
   std::vector<Vector<T>> norms_;  ///< per-parameter buffer for the row-wise max-norm
-  std::vector<T> step_ = std::vector<T>(static_cast<std::size_t>(kChunk));  ///< update()'s step without momentum
 };
 
 }  // namespace stoch
