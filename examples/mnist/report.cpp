@@ -137,32 +137,7 @@ Cost cost(stoch::Index units) {
 }  // namespace
 
 RunInfo describe_run(int argc, char** argv, int threads, const std::string& data_dir) {
-  RunInfo info;
-  for (int i = 0; i < argc; ++i) {  // appended piece by piece: gcc 12's -Wrestrict misfires on " " + s
-    if (i > 0) info.command_line += ' ';
-    info.command_line += i > 0 ? argv[i] : "mnist";
-  }
-  const std::time_t now = std::time(nullptr);
-  char date[32];
-  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  info.date = date;
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  for (std::string line; std::getline(cpuinfo, line);)
-    if (line.rfind("model name", 0) == 0) {
-      info.cpu = line.substr(line.find(':') + 2);
-      break;
-    }
-  info.hardware_threads = std::thread::hardware_concurrency();
-  info.threads = threads;
-#if defined(__clang__)
-  info.compiler = "clang " __clang_version__;
-#elif defined(__GNUC__)
-  info.compiler = "gcc " __VERSION__;
-#endif
-  info.eigen = std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) + "." +
-               std::to_string(EIGEN_MINOR_VERSION) + " (" + Eigen::SimdInstructionSetsInUse() + ")";
-  info.data_dir = data_dir;
-  return info;
+  return stoch_examples::describe_run("mnist", argc, argv, threads, data_dir);
 }
 
 std::string figure2_table(const std::vector<VariantResult>& results) {

@@ -5,22 +5,13 @@
 #include <string>
 #include <vector>
 
+#include "../common/run_info.hpp"
 #include "experiment.hpp"
 
 namespace mnist {
 
 /// Where and how the results were produced (the "machine" object of results.json).
-struct RunInfo {
-  std::string command_line;
-  std::string date;  ///< UTC, ISO 8601
-  std::string cpu;
-  unsigned hardware_threads = 0;
-  int threads = 0;
-  std::string compiler;
-  std::string eigen;
-  std::string data_dir;
-  double wall_seconds = 0;
-};
+using RunInfo = stoch_examples::RunInfo;
 
 RunInfo describe_run(int argc, char** argv, int threads, const std::string& data_dir);
 
