@@ -44,3 +44,30 @@ TEMPLATE_TEST_CASE("The sparse forward gives the same bits in either visit order
       CHECK(worst <= tolerance);
     }
 }
+
+TEST_CASE("The sparse forward gives the same bits on one thread and on two", "[sparse_kernels][threads]") {
+  if (!threads_available()) {
+    WARN("built without OpenMP: one thread only");
+    return;
+  }
+  // Large enough to be split: 2000 units, 784 inputs, batch 32, 10 % and 50 % open, both list layouts.
+  const Index units = 2000, in = 784, batch = 32;
+  const Matrix<float> weights_t = test::random_matrix<float>(in, units, 1), x = test::random_matrix<float>(in, batch, 2);
+  for (const double density : {0.1, 0.5})
+    for (const ListLayout layout : {ListLayout::by_unit, ListLayout::by_example}) {
+      CAPTURE(density, layout == ListLayout::by_unit);
+      const Matrix<float> h = test::exact_mask<float>(units, batch, density, 3);
+      ActiveSet active;
+      active.count<float>(h);
+      active.build_lists<float>(h, layout, VisitOrder::natural);
+      auto run = [&](int count) {
+        const int before = threads();
+        set_threads(count);
+        std::vector<float> sums(static_cast<std::size_t>(active.nonzeros()));
+        internal::sparse_expert_forward<float>(active, weights_t, x, sums.data());
+        set_threads(before);
+        return sums;
+      };
+      CHECK(run(1) == run(2));
+    }
+}

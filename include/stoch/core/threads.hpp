@@ -25,6 +25,11 @@
 
 namespace stoch {
 
+namespace internal {
+/// Multiply-adds below which a loop runs on the calling thread: a parallel region costs microseconds.
+inline constexpr double kMinParallelWork = 2.0e5;
+}  // namespace internal
+
 /// Whether this build can run a model on several threads (compiled with OpenMP).
 constexpr bool threads_available() noexcept {
 #if defined(_OPENMP)

@@ -250,7 +250,7 @@ const T* const* column_pointers(const MatrixCRef<T>& x, BlockScratch<T>& scratch
 
 /// Whether a loop over `blocks` blocks of `work` multiply-adds each is worth more than one thread.
 inline bool worth_threads(Index blocks, double work) {
-  return blocks > 1 && static_cast<double>(blocks) * work > 2.0e5 && threads() > 1;
+  return blocks > 1 && static_cast<double>(blocks) * work > kMinParallelWork && threads() > 1;
 }
 
 /// Calls body(j, columns of block j) for every block, split over the threads by blocks. `columns(j)` gives
@@ -330,7 +330,7 @@ void block_input_gradient(Index k, const Matrix<T>& w, const T* dh, const Column
   const Index chunks = std::max<Index>(1, std::min<Index>(threads(), (in + kAlign - 1) / kAlign));
   const Index span = (in / chunks + kAlign - 1) / kAlign * kAlign;
   [[maybe_unused]] const bool parallel = chunks > 1 && static_cast<double>(in) * static_cast<double>(k) *
-                                                               static_cast<double>(dx.cols()) > 2.0e5;
+                                                               static_cast<double>(dx.cols()) > kMinParallelWork;
   STOCH_OMP_PARALLEL_FOR(parallel)
   for (Index t = 0; t < chunks; ++t) {
     const Index i0 = std::min(in, t * span), i1 = t + 1 == chunks ? in : std::min(in, (t + 1) * span);

@@ -26,8 +26,6 @@ namespace stoch::internal {
 inline constexpr Index kMinColumns = 16;
 /// Rows of one thread's range, in multiples of, for a one-column product (whole packets and panels).
 inline constexpr Index kRowAlign = 64;
-/// Multiply-adds below which the product runs on the calling thread (a parallel region costs microseconds).
-inline constexpr double kMinParallelWork = 2.0e5;
 
 /// dst = lhs * rhs (Accumulate: dst += lhs * rhs), dst already sized; see the file's comment.
 template <bool Accumulate, class Dst, class Lhs, class Rhs>

@@ -23,6 +23,7 @@
 #include <Eigen/Core>
 
 #include "stoch/core/matrix.hpp"
+#include "stoch/core/threads.hpp"
 #include "stoch/detail/active_set.hpp"
 #include "stoch/detail/sparse_plan.hpp"
 
@@ -236,12 +237,17 @@ void sparse_expert_forward(const ActiveSet& active, const MatrixCRef<T>& weights
   const ListOperands<T> operands{active, weights_t, x};
   const Index n = x.rows();
   const std::span<const std::int32_t> order = active.visit_order();
-  for (std::size_t q = 0; q < order.size(); ++q) {
-    const Index m = order[q];
+  const auto lists = static_cast<Index>(order.size());
+  // Each list writes its own sums, whatever thread computes it: split over the threads by runs of lists.
+  [[maybe_unused]] const bool parallel =
+      threads() > 1 && static_cast<double>(active.nonzeros()) * static_cast<double>(n) > kMinParallelWork;
+  STOCH_OMP_PARALLEL_FOR(parallel)
+  for (Index q = 0; q < lists; ++q) {
+    const Index m = order[static_cast<std::size_t>(q)];
     const std::span<const std::int32_t> others = active.list(m);
     const T* fixed = operands.fixed(m);
     // The fixed column kPrefetchLists lists ahead, or the last one again near the end (harmless).
-    const T* ahead = operands.fixed(order[std::min(q + static_cast<std::size_t>(kPrefetchLists), order.size() - 1)]);
+    const T* ahead = operands.fixed(order[static_cast<std::size_t>(std::min<Index>(q + kPrefetchLists, lists - 1))]);
     T* list_sums = sums + active.offset(m);
     for_each_block<kWidestDotBlock>(static_cast<Index>(others.size()), [&]<int K>(Index first) {
       const T* partners[K];
