@@ -1,7 +1,8 @@
 # Optional: bench/blas_products.cpp (target blas_bench), Eigen's single-precision product against Debian's
 # OpenBLAS and BLIS, pthread flavours (apt-get install libopenblas-pthread-dev libblis-pthread-dev). Neither
 # library is a dependency of stoch, its tests or CI: when one is missing, or OpenMP is (Eigen's 2-thread
-# product needs it), blas_bench is simply not built. Results: docs/performance-notes.md#dense-products.
+# product needs it), blas_bench is simply not built.
+# Results: docs/performance-notes.md#dense-products-eigen-openblas-and-blis.
 #
 # The flavours are linked from their own directories, not through the libblas.so.3 alternative, so that the
 # benchmark measures both whichever library the alternative points to. Both libraries export cblas_sgemm and

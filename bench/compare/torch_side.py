@@ -114,8 +114,9 @@ UNITS, BLOCK, BOTTLENECK, TARGET = 4096, 16, 256, 0.1
 
 def affine(layer, x):
     """nn.Linear, or for one example given as a vector, torch.addmv: Debian's OpenBLAS 0.3.21 computes the
-    (1 x in) (in x out) product of nn.Linear at batch 1 with its sgemm kernels, 3-4x slower than its sgemv
-    (docs/performance-notes.md#dense-products), so PyTorch's fastest batch-1 forward passes a vector."""
+    (1 x in) (in x out) product of nn.Linear at batch 1 with its sgemm, 3-5x slower than its sgemv
+    (docs/performance-notes.md#dense-products-eigen-openblas-and-blis), so PyTorch's fastest batch-1 forward
+    passes a vector."""
     return torch.addmv(layer.bias, layer.weight, x) if x.dim() == 1 else layer(x)
 
 
