@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <type_traits>
+#include <vector>
 
 #include "stoch/conditional/gated_layer.hpp"
 #include "stoch/gates/noisy_rectifier.hpp"
@@ -571,4 +573,45 @@ TEST_CASE("stacked block GatedLayers: gradients match central finite differences
   CHECK(result.finite);
   CHECK(result.max_input_error < 1e-7);
   CHECK(result.max_parameter_error < 1e-7);
+}
+
+TEST_CASE("stacked block GatedLayers: a training step gives the same bits on one thread and on two",
+          "[gated_layer][blocks][stacked][threads]") {
+  if (!threads_available()) {
+    WARN("built without OpenMP: one thread only");
+    return;
+  }
+  // Two 512 -> 512 layers, k = 16, noisy-rectifier gaters (the block kernels in training) and
+  // straight-through ones (the dense path in training), trained three steps with plain SGD and max-norm.
+  using NoisyGater = Sequential<Linear<float>, Tanh<float>, Linear<float>, NoisyRectifier<float>>;
+  using StGater = Sequential<Linear<float>, Tanh<float>, Linear<float>, StraightThrough<float>>;
+  const Index n = 512, m = 64, k = 16, batch = 32;
+  const Matrix<float> x = test::random_matrix<float>(n, batch, 1), dy = test::random_matrix<float>(n, batch, 2);
+  auto run = [&]<class Gater, class Gate>(int count, std::type_identity<Gater>, std::type_identity<Gate>) {
+    const int before = threads();
+    set_threads(count);
+    Generator rng(7);
+    auto layer = [&](const char* name) {
+      Gater gater(Linear<float>(n, m, rng), Tanh<float>(m), Linear<float>(m, n / k, rng), Gate(n / k));
+      return GatedLayer<Gater>(std::move(gater), Linear<float>(n, n, rng), k, name);
+    };
+    Sequential net(layer("l1"), layer("l2"));
+    set_max_norm<float>(net.parameters(), 1.0f);
+    Sgd<float> sgd(net.parameters(), {.learning_rate = 0.1f});
+    Context<float> ctx(Mode::train, rng);
+    std::vector<Matrix<float>> out;
+    for (int step = 0; step < 3; ++step) {
+      out.push_back(net.forward(x, ctx));
+      out.push_back(net.backward(dy, ctx));
+      sgd.step();
+    }
+    for (Parameter<float>* p : net.parameters()) out.push_back(p->value);
+    set_threads(before);
+    return out;
+  };
+  const auto noisy = std::type_identity<NoisyGater>{};
+  const auto st = std::type_identity<StGater>{};
+  CHECK(run(1, noisy, std::type_identity<NoisyRectifier<float>>{}) ==
+        run(2, noisy, std::type_identity<NoisyRectifier<float>>{}));
+  CHECK(run(1, st, std::type_identity<StraightThrough<float>>{}) == run(2, st, std::type_identity<StraightThrough<float>>{}));
 }
