@@ -46,8 +46,8 @@ namespace stoch {
 /// units jk .. jk + k - 1. Every estimator is unchanged: the gater receives dL/dh_j = sum over its block of
 /// dy_i H_i (the chain rule through y_i = h_j H_i), the skipping rules are the gate's traits as above, and
 /// the density is that of the open (block, example) pairs. The sparse path computes each block over the
-/// examples that open it as one small dense product (internal::block_expert_forward), reading the block's
-/// weights once per batch; list_layout() and visit_order() do not apply to it. k = 1 is the unit layer.
+/// examples that open it in register tiles of up to 8 examples (internal::block_expert_forward), reading the
+/// block's weights once per tile; list_layout() and visit_order() do not apply to it. k = 1 is the unit layer.
 /// The weights of a block layer are stored in the block layout, `(k in) x (units / k)` with column j block j's
 /// `k x in` weights (FanIn::blocks; dense_expert_weight() gives `units x in`): a block is one contiguous run
 /// of memory, and the k weights of a block from one input are contiguous: when at most internal::kSparseInputCrossover of the batch's inputs

@@ -69,9 +69,18 @@ Matrix<T> from_block_layout(const MatrixCRef<T>& stored, Index k) {
 /// Growing buffers of the block kernels (no allocation once the batch's shape is steady).
 template <class T>
 struct BlockScratch {
-  std::vector<const T*> columns;  ///< x's columns
-  std::vector<T> coefficients;    ///< dH = h ⊙ dy at the open pairs, flat as the forward's H
+  std::vector<const T*> columns;    ///< x's columns
+  std::vector<T> coefficients;      ///< dH = h ⊙ dy at the open pairs, flat as the forward's H
+  std::vector<std::vector<T>> parts;  ///< per range of inputs: one block's share of dL/dx before its scatter
 };
+
+/// A `rows x cols` column-major view of `buffer`, grown if it is too small.
+template <class T>
+Eigen::Map<Matrix<T>> scratch_matrix(std::vector<T>& buffer, Index rows, Index cols) {
+  const auto size = static_cast<std::size_t>(rows * cols);
+  if (buffer.size() < size) buffer.resize(size);
+  return {buffer.data(), rows, cols};
+}
 
 /// Where block j's columns are: `examples` (nullptr: all `count` columns of the batch, in order), and the
 /// block's values (H or dH), column q at values + first + q * ld.
@@ -324,10 +333,12 @@ void block_expert_forward(const ActiveSet& active, Index k, const Matrix<T>& w, 
 /// says (values at dh). Split over the threads by ranges of inputs aligned to 192 rows (whole panels of
 /// Eigen's product kernel), each thread summing the blocks in order into its own rows.
 template <class T, class Columns>
-void block_input_gradient(Index k, const Matrix<T>& w, const T* dh, const Columns& columns, Matrix<T>& dx) {
+void block_input_gradient(Index k, const Matrix<T>& w, const T* dh, const Columns& columns, Matrix<T>& dx,
+                          BlockScratch<T>& scratch) {
   const Index blocks = w.cols(), in = w.rows() / k;
   constexpr Index kAlign = 192;
   const Index chunks = std::max<Index>(1, std::min<Index>(threads(), (in + kAlign - 1) / kAlign));
+  if (scratch.parts.size() < static_cast<std::size_t>(chunks)) scratch.parts.resize(static_cast<std::size_t>(chunks));
   const Index span = (in / chunks + kAlign - 1) / kAlign * kAlign;
   [[maybe_unused]] const bool parallel = chunks > 1 && static_cast<double>(in) * static_cast<double>(k) *
                                                                static_cast<double>(dx.cols()) > kMinParallelWork;
@@ -335,7 +346,7 @@ void block_input_gradient(Index k, const Matrix<T>& w, const T* dh, const Column
   for (Index t = 0; t < chunks; ++t) {
     const Index i0 = std::min(in, t * span), i1 = t + 1 == chunks ? in : std::min(in, (t + 1) * span);
     if (i1 <= i0) continue;
-    Matrix<T> part;
+    std::vector<T>& buffer = scratch.parts[static_cast<std::size_t>(t)];
     for (Index j = 0; j < blocks; ++j) {
       const BlockColumns c = columns(j);
       if (c.count == 0) continue;
@@ -345,6 +356,7 @@ void block_input_gradient(Index k, const Matrix<T>& w, const T* dh, const Column
       if (c.examples == nullptr) {
         dx.middleRows(i0, i1 - i0).noalias() += wj.middleCols(i0, i1 - i0).transpose() * dhj;
       } else {
+        Eigen::Map<Matrix<T>> part = scratch_matrix(buffer, i1 - i0, c.count);
         part.noalias() = wj.middleCols(i0, i1 - i0).transpose() * dhj;
         for (Index q = 0; q < c.count; ++q) dx.col(c.example(q)).segment(i0, i1 - i0) += part.col(q);
       }
@@ -366,7 +378,7 @@ void block_dense_backward(Index k, const Matrix<T>& w, const MatrixCRef<T>& x, M
   });
   if (input_gradient != nullptr) {
     input_gradient->setZero(in, batch);
-    block_input_gradient<T>(k, w, dH.data(), all, *input_gradient);
+    block_input_gradient<T>(k, w, dH.data(), all, *input_gradient, scratch);
   }
 }
 
@@ -415,7 +427,7 @@ void block_expert_backward(const ActiveSet& active, Index k, const Matrix<T>& w,
       BlockTiles<T>{nullptr, weight_grad.col(j).data(), k, in, columns, c, dH, nullptr}.run(false);
     }
   });
-  if (input_gradient != nullptr) block_input_gradient<T>(k, w, dH, open, *input_gradient);
+  if (input_gradient != nullptr) block_input_gradient<T>(k, w, dH, open, *input_gradient, scratch);
 }
 
 // ---- the dense path's gate helpers ----
