@@ -20,6 +20,7 @@
 #include "conditional/mask_gates.hpp"
 #include "support/catch.hpp"
 #include "support/gradient_check.hpp"
+#include "support/threads.hpp"
 
 using namespace stoch;
 
@@ -588,8 +589,7 @@ TEST_CASE("stacked block GatedLayers: a training step gives the same bits on one
   const Index n = 512, m = 64, k = 16, batch = 32;
   const Matrix<float> x = test::random_matrix<float>(n, batch, 1), dy = test::random_matrix<float>(n, batch, 2);
   auto run = [&]<class Gater, class Gate>(int count, std::type_identity<Gater>, std::type_identity<Gate>) {
-    const int before = threads();
-    set_threads(count);
+    const test::ThreadCount thread_count(count);
     Generator rng(7);
     auto layer = [&](const char* name) {
       Gater gater(Linear<float>(n, m, rng), Tanh<float>(m), Linear<float>(m, n / k, rng), Gate(n / k));
@@ -606,7 +606,6 @@ TEST_CASE("stacked block GatedLayers: a training step gives the same bits on one
       sgd.step();
     }
     for (Parameter<float>* p : net.parameters()) out.push_back(p->value);
-    set_threads(before);
     return out;
   };
   const auto noisy = std::type_identity<NoisyGater>{};

@@ -7,6 +7,7 @@
 #include "conditional/mask_gates.hpp"
 #include "support/catch.hpp"
 #include "support/gradient_check.hpp"
+#include "support/threads.hpp"
 
 using namespace stoch;
 
@@ -160,7 +161,7 @@ TEST_CASE("block kernels: the same bits with one thread and with two", "[block_k
       Matrix<float> y, dw, db, dx, g, H, dw_dense, dx_dense;
     };
     auto run = [&](int count) {
-      set_threads(count);
+      const test::ThreadCount thread_count(count);
       Result r;
       internal::BlockScratch<float> scratch;
       std::vector<float> open(static_cast<std::size_t>(active.nonzeros() * k));
@@ -177,9 +178,7 @@ TEST_CASE("block kernels: the same bits with one thread and with two", "[block_k
       internal::block_dense_backward<float>(k, stored, x, dH, r.dw_dense, db.data(), &r.dx_dense, scratch);
       return r;
     };
-    const int before = threads();
     const Result one = run(1), two = run(2);
-    set_threads(before);
     CHECK(one.y == two.y);
     CHECK(one.dw == two.dw);
     CHECK(one.db == two.db);

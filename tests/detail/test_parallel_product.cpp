@@ -8,19 +8,17 @@
 #include "stoch/layers/linear.hpp"
 #include "support/catch.hpp"
 #include "support/gradient_check.hpp"
+#include "support/threads.hpp"
 
 using namespace stoch;
 
 namespace {
 
-/// Runs `body` with `count` threads and restores the count.
+/// Runs `body` with `count` threads.
 template <class Body>
 auto with_threads(int count, const Body& body) {
-  const int before = threads();
-  set_threads(count);
-  auto result = body();
-  set_threads(before);
-  return result;
+  const test::ThreadCount thread_count(count);
+  return body();
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "detail/mask_shapes.hpp"
+#include "support/threads.hpp"
 
 using namespace stoch;
 using internal::ActiveSet;
@@ -61,11 +62,9 @@ TEST_CASE("The sparse forward gives the same bits on one thread and on two", "[s
       active.count<float>(h);
       active.build_lists<float>(h, layout, VisitOrder::natural);
       auto run = [&](int count) {
-        const int before = threads();
-        set_threads(count);
+        const test::ThreadCount thread_count(count);
         std::vector<float> sums(static_cast<std::size_t>(active.nonzeros()));
         internal::sparse_expert_forward<float>(active, weights_t, x, sums.data());
-        set_threads(before);
         return sums;
       };
       CHECK(run(1) == run(2));

@@ -10,6 +10,7 @@
 
 #include "support/catch.hpp"
 #include "support/gradient_check.hpp"
+#include "support/threads.hpp"
 
 using namespace stoch;
 
@@ -298,8 +299,7 @@ TEST_CASE("Sgd::step: the same values on one thread and on two, and a non-finite
     for (const bool flagged : {false, true}) {
       CAPTURE(momentum, flagged);
       auto run = [&](int count) {
-        const int before = threads();
-        set_threads(count);
+        const test::ThreadCount thread_count(count);
         Parameter<float> p = make_parameter<float>("wide.W", 300, 1000, 3);
         p.max_norm = 1.0f;
         p.fan_in = FanIn::columns;
@@ -316,19 +316,16 @@ TEST_CASE("Sgd::step: the same values on one thread and on two, and a non-finite
           }
           sgd.step();
         }
-        set_threads(before);
         return Matrix<float>(p.value);
       };
       const Matrix<float> one = run(1), two = run(2);
       CHECK(one == two);
     }
-  const int before = threads();
-  set_threads(2);
+  const test::ThreadCount thread_count(2);
   Parameter<float> p = make_parameter<float>("wide.W", 300, 1000, 3);
   p.grad.setConstant(1e-3f);
   p.grad(5, 900) = std::numeric_limits<float>::quiet_NaN();  // in the second thread's range
   Sgd<float> sgd({&p}, {.learning_rate = 0.1f});
   REQUIRE_THROWS_MESSAGE(sgd.step(), "Sgd::step: parameter 'wide.W': non-finite gradient");
-  set_threads(before);
   CHECK(p.value.allFinite());
 }
