@@ -3,23 +3,10 @@
 # per estimator with the interface's fields (issue 40), finite numbers, and a training ELBO above its value at
 # step 0. Without the data (exit status 77) the test is reported as skipped.
 # Usage: cmake -DEXAMPLE=<binary_vae> -DOUT=<dir> -P check_binary_vae.cmake
-file(REMOVE_RECURSE ${OUT})
-execute_process(COMMAND ${EXAMPLE} --model linear --estimators disarm,rloo,double-cv --steps 400 --eval-every 200
-                        --variance-repeats 5 --iw-samples 20 --train-limit 5000 --eval-limit 500 --jobs 1 --out ${OUT}
-                RESULT_VARIABLE status OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
-message("${stdout}${stderr}")
-if(status EQUAL 77)
-  message("SKIPPED: MNIST data not found; run scripts/fetch-mnist (or set STOCH_MNIST_DIR)")
-  return()
-endif()
-if(NOT status EQUAL 0)
-  message(FATAL_ERROR "binary_vae exited with status ${status}")
-endif()
-foreach(file results.json results.md learning_curves.dat)
-  if(NOT EXISTS ${OUT}/${file})
-    message(FATAL_ERROR "binary_vae did not write ${file}")
-  endif()
-endforeach()
+include(${CMAKE_CURRENT_LIST_DIR}/run_example.cmake)
+run_example(binary_vae FILES results.json results.md learning_curves.dat
+            ARGS --model linear --estimators disarm,rloo,double-cv --steps 400 --eval-every 200
+                 --variance-repeats 5 --iw-samples 20 --train-limit 5000 --eval-limit 500 --jobs 1)
 
 file(READ ${OUT}/results.json json)
 string(JSON runs LENGTH "${json}" runs)

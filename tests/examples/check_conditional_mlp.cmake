@@ -6,23 +6,10 @@
 # with the gated networks faster than the dense MLP at batch 1 (49x and 59x when the test was written; the bound
 # of 2x leaves room for a loaded machine). Without the data (exit status 77) the test is skipped.
 # Usage: cmake -DEXAMPLE=<conditional_mlp> -DOUT=<dir> -P check_conditional_mlp.cmake
-file(REMOVE_RECURSE ${OUT})
-execute_process(COMMAND ${EXAMPLE} --train-limit 5000 --epochs 1 --eval-limit 1000 --timing-examples 20
-                        --timing-repeats 1 --threads 1 --out ${OUT}
-                RESULT_VARIABLE status OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
-message("${stdout}${stderr}")
-if(status EQUAL 77)
-  message("SKIPPED: MNIST data not found; run scripts/fetch-mnist (or set STOCH_MNIST_DIR)")
-  return()
-endif()
-if(NOT status EQUAL 0)
-  message(FATAL_ERROR "conditional_mlp exited with status ${status}")
-endif()
-foreach(file results.json results.md)
-  if(NOT EXISTS ${OUT}/${file})
-    message(FATAL_ERROR "conditional_mlp did not write ${file}")
-  endif()
-endforeach()
+include(${CMAKE_CURRENT_LIST_DIR}/run_example.cmake)
+run_example(conditional_mlp FILES results.json results.md
+            ARGS --train-limit 5000 --epochs 1 --eval-limit 1000 --timing-examples 20
+                 --timing-repeats 1 --threads 1)
 
 file(READ ${OUT}/results.json json)
 string(JSON count LENGTH "${json}" networks)
