@@ -1,5 +1,5 @@
 // Tests for include/stoch/detail/sparse_kernels.hpp: the sparse forward kernel against the dense product,
-// and its independence of the order in which the lists are walked.
+// its independence of the order in which the lists are walked, and both kernels' independence of the thread count.
 #include "stoch/detail/sparse_kernels.hpp"
 
 #include <algorithm>
@@ -69,4 +69,42 @@ TEST_CASE("The sparse forward gives the same bits on one thread and on two", "[s
       };
       CHECK(run(1) == run(2));
     }
+}
+
+TEST_CASE("The sparse backward gives the same bits on one thread and on two", "[sparse_kernels][threads]") {
+  if (!threads_available()) {
+    WARN("built without OpenMP: one thread only");
+    return;
+  }
+  // Split by ranges of the 784 inputs (one boundary inside the rows, the last range shorter than the first),
+  // and 789 inputs (a scalar tail after the last packet); both layouts, with and without dL/dx.
+  const Index units = 2000, batch = 32;
+  for (const Index in : {784, 789})
+    for (const double density : {0.1, 0.5})
+      for (const ListLayout layout : {ListLayout::by_unit, ListLayout::by_example})
+        for (const bool with_input_gradient : {true, false}) {
+          CAPTURE(in, density, layout == ListLayout::by_unit, with_input_gradient);
+          const Matrix<float> weights_t = test::random_matrix<float>(in, units, 1);
+          const Matrix<float> x = test::random_matrix<float>(in, batch, 2);
+          const Matrix<float> h = test::exact_mask<float>(units, batch, density, 3);
+          ActiveSet active;
+          active.count<float>(h);
+          active.build_lists<float>(h, layout, VisitOrder::natural);
+          const Matrix<float> c = test::random_matrix<float>(active.nonzeros(), 1, 4);
+          auto run = [&](int count) {
+            const test::ThreadCount thread_count(count);
+            Matrix<float> weight_gradient = test::random_matrix<float>(in, units, 5);
+            Matrix<float> input_gradient = test::random_matrix<float>(in, batch, 6);
+            internal::sparse_expert_backward<float>(active, c.data(), weights_t, x, weight_gradient, input_gradient,
+                                                    with_input_gradient);
+            return std::pair{weight_gradient, input_gradient};
+          };
+          const auto [dw1, dx1] = run(1);
+          const auto [dw2, dx2] = run(2);
+          CHECK(dw1 == dw2);
+          CHECK(dx1 == dx2);
+          // Not trivially equal: the weight gradient changed in both halves of the rows.
+          CHECK(dw1.topRows(in / 2) != test::random_matrix<float>(in, units, 5).topRows(in / 2));
+          CHECK(dw1.bottomRows(in / 2) != test::random_matrix<float>(in, units, 5).bottomRows(in / 2));
+        }
 }

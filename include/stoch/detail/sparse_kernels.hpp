@@ -287,33 +287,48 @@ void sparse_expert_backward(const ActiveSet& active, const T* coefficients, cons
   // The natural order, whatever visit_order() says: another order of the units would change the order of
   // the sums into each column of dL/dx, hence the rounding of training runs made with the natural order.
   const std::span<const std::int32_t> order = active.natural_order();
-  for (std::size_t q = 0; q < order.size(); ++q) {
-    const Index m = order[q];
-    const std::span<const std::int32_t> others = active.list(m);
-    // By unit: w = the unit's weights, g = its weight gradient, partners = inputs and input gradients.
-    // By example: w = the example's input, g = its input gradient, partners = weights and their gradients.
-    const T* w = operands.fixed(m);
-    T* g = fixed_gradient(m);
-    const T* c = coefficients + active.offset(m);
-    const Index next = order[std::min(q + static_cast<std::size_t>(kPrefetchLists), order.size() - 1)];
-    const T* ahead = operands.fixed(next);
-    T* ahead_g = fixed_gradient(next);
-    for_each_block(static_cast<Index>(others.size()), [&]<int K>(Index first) {
-      const T* partners[K];
-      T* partner_gradients[K];
-      STOCH_UNROLL
-      for (int k = 0; k < K; ++k) {
-        const Index other = others[static_cast<std::size_t>(first + k)];
-        partners[k] = operands.partner(other);
-        partner_gradients[k] = partner_gradient(other);
-      }
-      if (update_fixed && update_partners)
-        backward_block<T, K>(w, g, partners, partner_gradients, c + first, n, ahead, ahead_g);
-      else if (update_fixed)
-        backward_block<T, K, true, false>(w, g, partners, partner_gradients, c + first, n, ahead, ahead_g);
-      else
-        backward_block<T, K, false, true>(w, g, partners, partner_gradients, c + first, n, ahead, ahead_g);
-    });
+  // Every list writes into columns other lists share (dL/dx by unit, dW by example), so the threads split
+  // the `in` axis instead: each walks all the lists over its own range of rows, whose boundaries fall on
+  // whole cache lines (a multiple of the packet size), so that every row is summed by the same packet or
+  // scalar code, in the same order, as on one thread: the same bits for any thread count.
+  constexpr Index kAlign = std::max<Index>(64 / static_cast<Index>(sizeof(T)), kPacketSize<T>);
+  const Index ranges = std::max<Index>(1, std::min<Index>(threads(), n / (4 * kAlign)));
+  const Index span = (n / ranges + kAlign - 1) / kAlign * kAlign;
+  [[maybe_unused]] const bool parallel =
+      ranges > 1 && static_cast<double>(active.nonzeros()) * static_cast<double>(n) > kMinParallelWork;
+  STOCH_OMP_PARALLEL_FOR(parallel)
+  for (Index r = 0; r < ranges; ++r) {
+    const Index j0 = std::min(n, r * span), rows = (r + 1 == ranges ? n : std::min(n, (r + 1) * span)) - j0;
+    if (rows <= 0) continue;
+    auto at = [j0](auto* pointer) { return pointer == nullptr ? pointer : pointer + j0; };
+    for (std::size_t q = 0; q < order.size(); ++q) {
+      const Index m = order[q];
+      const std::span<const std::int32_t> others = active.list(m);
+      // By unit: w = the unit's weights, g = its weight gradient, partners = inputs and input gradients.
+      // By example: w = the example's input, g = its input gradient, partners = weights and their gradients.
+      const T* w = at(operands.fixed(m));
+      T* g = at(fixed_gradient(m));
+      const T* c = coefficients + active.offset(m);
+      const Index next = order[std::min(q + static_cast<std::size_t>(kPrefetchLists), order.size() - 1)];
+      const T* ahead = at(operands.fixed(next));
+      T* ahead_g = at(fixed_gradient(next));
+      for_each_block(static_cast<Index>(others.size()), [&]<int K>(Index first) {
+        const T* partners[K];
+        T* partner_gradients[K];
+        STOCH_UNROLL
+        for (int k = 0; k < K; ++k) {
+          const Index other = others[static_cast<std::size_t>(first + k)];
+          partners[k] = at(operands.partner(other));
+          partner_gradients[k] = at(partner_gradient(other));
+        }
+        if (update_fixed && update_partners)
+          backward_block<T, K>(w, g, partners, partner_gradients, c + first, rows, ahead, ahead_g);
+        else if (update_fixed)
+          backward_block<T, K, true, false>(w, g, partners, partner_gradients, c + first, rows, ahead, ahead_g);
+        else
+          backward_block<T, K, false, true>(w, g, partners, partner_gradients, c + first, rows, ahead, ahead_g);
+      });
+    }
   }
 }
 
