@@ -1,6 +1,7 @@
 // Tests for include/stoch/detail/parallel_product.hpp: a product split over two threads holds the same bits as
 // on one, at the shapes of the paper's network and of the wide networks, and so do Linear's forward and
-// backward, which use it; the product equals Eigen's.
+// backward, which use it; the product equals Eigen's. In a STOCH_BLAS=BLIS build the same checks hold BLIS, on
+// its own threads, to them.
 #include "stoch/detail/parallel_product.hpp"
 
 #include <array>

@@ -1,5 +1,5 @@
 // The downstream program of the packaging tests: includes the umbrella header, prints the version it was
-// compiled against and whether it reads gzip'd IDX files, builds a Linear layer and runs one forward pass.
+// compiled against, whether it reads gzip'd IDX files and who runs its matrix products, builds a Linear layer and runs one forward pass.
 // Exits 0 only if the numbers are right and the version string agrees with the version macros.
 #include <cmath>
 #include <iostream>
@@ -17,6 +17,13 @@ int main() {
 #else
   const char* gzip = "no";
 #endif
+  // Who runs the products of more than one column: BLIS when stoch was configured with STOCH_BLAS=BLIS (its
+  // targets define STOCH_WITH_BLIS, include blis.h and link BLIS), Eigen otherwise. The forward below has two.
+#ifdef STOCH_WITH_BLIS
+  const char* products = "BLIS";
+#else
+  const char* products = "Eigen";
+#endif
   stoch::Linear<double> layer(2, 1);
   layer.weight().value << 2.0, -1.0;
   layer.bias().value << 0.5;
@@ -27,7 +34,7 @@ int main() {
   const stoch::Matrix<double>& y = layer.forward(x, ctx);
   const bool ok = stoch::version == from_macros && y.rows() == 1 && y.cols() == 2 && std::abs(y(0, 0) + 1.5) < 1e-12 &&
                   std::abs(y(0, 1) - 5.5) < 1e-12;
-  std::cout << "stoch consumer: stoch " << stoch::version << " (gzip IDX: " << gzip << "), forward gives " << y
+  std::cout << "stoch consumer: stoch " << stoch::version << " (gzip IDX: " << gzip << ", products: " << products << "), forward gives " << y
             << (ok ? " (ok)\n" : " (WRONG)\n");
   return ok ? 0 : 1;
 }

@@ -7,18 +7,63 @@
 // and dL/dx) into ranges of at least kMinColumns starting at multiples of it, each range one single-threaded
 // Eigen product. A column's sums do not depend on how many columns its product has (Eigen blocks the depth by
 // the depth and the caches only) as long as it stays in the same place of Eigen's panels of columns, so each
-// column holds the same bits as in the whole product (tests/detail/test_parallel_product.cpp checks it). A product with one column (a batch of one) is
-// split by ranges of rows instead, each row's dot product being the same in any range.
+// column holds the same bits as in the whole product (tests/detail/test_parallel_product.cpp checks it). A
+// product with one column (a batch of one) is split by ranges of rows instead, each row's dot product being the
+// same in any range.
+//
+// Built with STOCH_BLAS=BLIS (STOCH_WITH_BLIS), the products of more than one column run in BLIS instead, on
+// stoch's thread count: BLIS splits its loops over rows and columns, never the depth, and keeps the whole
+// product's kernels and blocking, so its results do not depend on the thread count either. A split by columns
+// into separate BLIS calls would not do: BLIS picks its kernels and its depth blocking by the shape of each call,
+// and a slice of a product was summed in another order than the whole at some shapes (e.g. (100, 2000, 37)).
+// One-column products stay in Eigen, whose matrix-vector kernel is the faster one here. Why BLIS:
+// docs/performance-notes.md#dense-products-eigen-openblas-and-blis.
 #pragma once
 
 #include <algorithm>
 
+#include <type_traits>
+
 #include <Eigen/Core>
+#if defined(STOCH_WITH_BLIS)
+#include <blis.h>
+#endif
 
 #include "stoch/core/matrix.hpp"
 #include "stoch/core/threads.hpp"
 
 namespace stoch::internal {
+
+#if defined(STOCH_WITH_BLIS)
+/// BLIS's strides of an operand (Eigen's matrices, their blocks, maps and transposes: direct access).
+template <class X>
+inline inc_t blis_row_stride(const X& x) {
+  static_assert(bool(Eigen::internal::traits<X>::Flags & Eigen::DirectAccessBit), "BLIS needs an operand in memory");
+  return X::IsRowMajor ? x.outerStride() : x.innerStride();
+}
+template <class X>
+inline inc_t blis_column_stride(const X& x) {
+  return X::IsRowMajor ? x.innerStride() : x.outerStride();
+}
+
+/// dst = lhs * rhs (Accumulate: dst += lhs * rhs) in BLIS, on threads() threads; dst already sized.
+template <bool Accumulate, class Dst, class Lhs, class Rhs>
+void blis_product(Dst& dst, const Lhs& lhs, const Rhs& rhs) {
+  using T = typename std::decay_t<Dst>::Scalar;
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
+  T one(1), beta(Accumulate ? 1 : 0);  // beta = 0: BLIS writes dst without reading it
+  rntm_t rntm = BLIS_RNTM_INITIALIZER;
+  bli_rntm_set_num_threads(threads(), &rntm);
+  auto gemm = [](auto... arguments) {
+    if constexpr (std::is_same_v<T, float>) bli_sgemm_ex(arguments...);
+    else bli_dgemm_ex(arguments...);
+  };
+  gemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, static_cast<dim_t>(dst.rows()), static_cast<dim_t>(dst.cols()),
+       static_cast<dim_t>(lhs.cols()), &one, const_cast<T*>(lhs.data()), blis_row_stride(lhs), blis_column_stride(lhs),
+       const_cast<T*>(rhs.data()), blis_row_stride(rhs), blis_column_stride(rhs), &beta, dst.data(),
+       blis_row_stride(dst), blis_column_stride(dst), static_cast<cntx_t*>(nullptr), &rntm);
+}
+#endif
 
 /// Columns of one thread's range at least, and the multiple its boundaries fall on: fewer, and Eigen may take
 /// its matrix-vector or coefficient-wise paths; a boundary off its panels of columns (4 or 8 wide), and the
@@ -35,6 +80,12 @@ void split_product(Dst&& dst, const Lhs& lhs, const Rhs& rhs) {
     else d.noalias() = l * r;
   };
   const Index rows = lhs.rows(), cols = rhs.cols(), depth = lhs.cols();
+#if defined(STOCH_WITH_BLIS)
+  if (cols > 1 && rows > 0) {
+    blis_product<Accumulate>(dst, lhs, rhs);
+    return;
+  }
+#endif
   const double work = static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(depth);
   const int count = threads();
   Index pieces = 1;
