@@ -52,8 +52,11 @@ void blis_product(Dst& dst, const Lhs& lhs, const Rhs& rhs) {
   using T = typename std::decay_t<Dst>::Scalar;
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
   T one(1), beta(Accumulate ? 1 : 0);  // beta = 0: BLIS writes dst without reading it
+  // One thread below kMinParallelWork multiply-adds, as the split below: BLIS's pthreads start with each call.
+  const double work =
+      static_cast<double>(dst.rows()) * static_cast<double>(dst.cols()) * static_cast<double>(lhs.cols());
   rntm_t rntm = BLIS_RNTM_INITIALIZER;
-  bli_rntm_set_num_threads(threads(), &rntm);
+  bli_rntm_set_num_threads(work >= kMinParallelWork ? threads() : 1, &rntm);
   auto gemm = [](auto... arguments) {
     if constexpr (std::is_same_v<T, float>) bli_sgemm_ex(arguments...);
     else bli_dgemm_ex(arguments...);
