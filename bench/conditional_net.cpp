@@ -401,8 +401,10 @@ void rows(benchmark::internal::Benchmark* b) {
   for (const std::int64_t permille : {100, 1000}) configs.push_back({4096, 16, 3, 1, permille, 1, 0});
   configs.push_back({4096, 16, 3, 64, 100, 1, 0});
   configs.push_back({4096, 16, 3, 1, 100, 1, 1});
-  // Two threads: the batch-64 forward and SBN training step at N = 8192 (their one-thread rows are above).
-  for (const std::int64_t mode : {0, 1}) configs.push_back({8192, 16, 1, 64, 100, 2, mode});
+  // Two threads: the batch-64 forward and SBN training step at N = 8192, block and unit gates (their one-thread
+  // rows are above).
+  for (const std::int64_t k : {16, 1})
+    for (const std::int64_t mode : {0, 1}) configs.push_back({8192, k, 1, 64, 100, 2, mode});
 
   std::vector<std::vector<std::int64_t>> added;
   auto add = [&](std::vector<std::int64_t> args) {
