@@ -21,7 +21,6 @@
 #pragma once
 
 #include <algorithm>
-
 #include <type_traits>
 
 #include <Eigen/Core>
