@@ -45,17 +45,14 @@ inline inc_t blis_column_stride(const X& x) {
   return X::IsRowMajor ? x.innerStride() : x.outerStride();
 }
 
-/// dst = lhs * rhs (Accumulate: dst += lhs * rhs) in BLIS, on threads() threads; dst already sized.
+/// dst = lhs * rhs (Accumulate: dst += lhs * rhs) in BLIS on `count` threads; dst already sized.
 template <bool Accumulate, class Dst, class Lhs, class Rhs>
-void blis_product(Dst& dst, const Lhs& lhs, const Rhs& rhs) {
+void blis_product(Dst& dst, const Lhs& lhs, const Rhs& rhs, int count) {
   using T = typename std::decay_t<Dst>::Scalar;
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
   T one(1), beta(Accumulate ? 1 : 0);  // beta = 0: BLIS writes dst without reading it
-  // One thread below kMinParallelWork multiply-adds, as the split below: BLIS's pthreads start with each call.
-  const double work =
-      static_cast<double>(dst.rows()) * static_cast<double>(dst.cols()) * static_cast<double>(lhs.cols());
   rntm_t rntm = BLIS_RNTM_INITIALIZER;
-  bli_rntm_set_num_threads(work >= kMinParallelWork ? threads() : 1, &rntm);
+  bli_rntm_set_num_threads(count, &rntm);
   auto gemm = [](auto... arguments) {
     if constexpr (std::is_same_v<T, float>) bli_sgemm_ex(arguments...);
     else bli_dgemm_ex(arguments...);
@@ -82,14 +79,15 @@ void split_product(Dst&& dst, const Lhs& lhs, const Rhs& rhs) {
     else d.noalias() = l * r;
   };
   const Index rows = lhs.rows(), cols = rhs.cols(), depth = lhs.cols();
+  const double work = static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(depth);
+  const int count = threads();
 #if defined(STOCH_WITH_BLIS)
+  // The same rule as the split below: one thread under kMinParallelWork (BLIS's pthreads start with each call).
   if (cols > 1 && rows > 0) {
-    blis_product<Accumulate>(dst, lhs, rhs);
+    blis_product<Accumulate>(dst, lhs, rhs, work >= kMinParallelWork ? count : 1);
     return;
   }
 #endif
-  const double work = static_cast<double>(rows) * static_cast<double>(cols) * static_cast<double>(depth);
-  const int count = threads();
   Index pieces = 1;
   const bool by_rows = cols == 1;
   if (count > 1 && work >= kMinParallelWork)
