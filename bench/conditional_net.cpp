@@ -18,7 +18,8 @@
 //            (block, example) pairs at random positions (bench/exact_density.hpp), other ones at each forward,
 //            whatever its input, after the gater's products ran (as in BM_BlockGatedForward). 1 = one training
 //            step (forward, softmax cross-entropy, backward, Sgd::step with lr 1e-5, so that the density stays
-//            where it starts) with stoch::StochasticBinary gates (SBN: no dL/dh, so training skips the closed
+//            where it starts; Sgd::set_fused_steps(true): the gated layers of paths 0 and 1 apply the step to their
+//            expert weights inside backward, the Linear layers of path 2 and the gaters in Sgd::step) with stoch::StochasticBinary gates (SBN: no dL/dh, so training skips the closed
 //            blocks); 2 = the same with stoch::StraightThrough gates (closed gates take dL/dh = dy H: training
 //            computes every H). In training the gates are random: each gater's last bias is shifted so that the
 //            mean open probability sigm(a) over the timed batch is the density.
@@ -292,6 +293,7 @@ void time_mode(benchmark::State& state, const Row& row, Network& network, const 
   network.set_input_gradient(false);  // the input is data, as in the examples
   stoch::SoftmaxCrossEntropy<T> loss(kClasses);
   stoch::Sgd<T> sgd(network.parameters(), {.learning_rate = T(1e-5)});
+  sgd.set_fused_steps(true);  // the gated layers (paths 0 and 1) step their expert in backward; Linear cannot
   std::vector<int> labels(static_cast<std::size_t>(row.batch));
   for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int>(i % kClasses);
   stoch::Context<T> ctx(stoch::Mode::train, rng);

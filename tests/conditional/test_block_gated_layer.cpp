@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -339,6 +340,125 @@ TEST_CASE("GatedLayer and Sgd: a step touches only the open units or blocks, wit
       CHECK(std::none_of(tracked.expert_weight().written_columns.begin(), tracked.expert_weight().written_columns.end(),
                          [](std::uint8_t f) { return f != 0; }));
     }
+}
+
+namespace {
+
+/// The expert's weights and biases after `steps` training steps of a layer with fixed masks (the same mask
+/// and inputs every step), Sgd with or without its step fused into backward (Sgd::set_fused_steps).
+struct Stepped {
+  Matrix<float> weight, bias, gater;
+  bool last_stepped = false, grad_zero = false;
+};
+
+Stepped train_masked(Index in, Index units, Index k, const Matrix<float>& mask, const Matrix<float>& x,
+                     const Matrix<float>& dy, ExpertPath path, bool fused, bool max_norm, int steps) {
+  auto layer = mask_layer<float, true, false>(in, units, k, mask, path);
+  if (max_norm) set_max_norm<float>(layer.parameters(), 0.9f);
+  Sgd<float> sgd(layer.parameters(), {.learning_rate = 0.3f});
+  sgd.set_fused_steps(fused);
+  Generator rng(1);
+  Context<float> ctx(Mode::train, rng);
+  Stepped out;
+  for (int s = 0; s < steps; ++s) {
+    layer.forward(x, ctx);
+    layer.backward(dy, ctx);
+    out.last_stepped = layer.expert_weight().stepped;
+    out.grad_zero = layer.expert_weight().grad.isZero(0);
+    sgd.step();
+  }
+  out.weight = layer.dense_expert_weight();
+  out.bias = layer.expert_bias().value;
+  out.gater = layer.gater().get<0>().weight().value;
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("GatedLayer and Sgd: the step fused into backward gives the bits of backward then step",
+          "[gated_layer][blocks][sgd]") {
+  // (in, units, k, batch, density): odd sizes (k = 3: no whole packet), and a shape whose block loop runs on
+  // two threads (20 blocks of 16 x 300 weights, about 12 open examples each).
+  struct Shape {
+    Index in, units, k, batch;
+    double density;
+  };
+  for (const Shape s : {Shape{11, 24, 4, 3, 0.3}, Shape{13, 21, 3, 5, 0.5}, Shape{300, 320, 16, 40, 0.3},
+                        Shape{37, 64, 16, 1, 1.0}})
+    for (const ExpertPath path : {ExpertPath::sparse, ExpertPath::dense})
+    for (const bool sparse_input : {false, true})
+      for (const bool max_norm : {false, true})
+        for (const int count : {1, 2}) {
+          CAPTURE(s.in, s.units, s.k, s.batch, path, sparse_input, max_norm, count);
+          const test::ThreadCount threads(count);
+          const Matrix<float> mask = test::exact_mask<float>(s.units / s.k, s.batch, s.density, 9);
+          Matrix<float> x = test::random_matrix<float>(s.in, s.batch, 10);
+          // Mostly zeros: the block kernels then read each example's non-zero inputs only.
+          if (sparse_input) x = x.unaryExpr([](float v) { return v > 0.8f ? v : 0.0f; });
+          const Matrix<float> dy = test::random_matrix<float>(s.units, s.batch, 11);
+          // Three steps: the first after construction steps every column (never fused), the next two are fused.
+          const Stepped plain = train_masked(s.in, s.units, s.k, mask, x, dy, path, false, max_norm, 3);
+          const Stepped fused = train_masked(s.in, s.units, s.k, mask, x, dy, path, true, max_norm, 3);
+          CHECK(fused.last_stepped);
+          CHECK(fused.grad_zero);  // the weights' gradient never written
+          CHECK_FALSE(plain.last_stepped);
+          CHECK(fused.weight == plain.weight);
+          CHECK(fused.bias == plain.bias);
+          CHECK(fused.gater == plain.gater);
+          CHECK(fused.weight != train_masked(s.in, s.units, s.k, mask, x, dy, path, true, max_norm, 1).weight);
+        }
+}
+
+TEST_CASE("GatedLayer: the fused step falls back to backward then step where it cannot fuse, and refuses what "
+          "is not finite", "[gated_layer][blocks][sgd]") {
+  const Index in = 11, units = 24, k = 4, batch = 3;
+  const Matrix<float> mask = test::exact_mask<float>(units / k, batch, 0.3, 9);
+  const Matrix<float> x = test::random_matrix<float>(in, batch, 10), dy = test::random_matrix<float>(units, batch, 11);
+  auto layer = mask_layer<float, true, false>(in, units, k, mask, ExpertPath::sparse);
+  Sgd<float> sgd(layer.parameters(), {.learning_rate = 0.3f});
+  sgd.set_fused_steps(true);
+  Generator rng(1);
+  Context<float> ctx(Mode::train, rng);
+  auto step = [&](const Matrix<float>& gradient) {
+    layer.forward(x, ctx);
+    layer.backward(gradient, ctx);
+    const bool stepped = layer.expert_weight().stepped;
+    sgd.step();
+    return stepped;
+  };
+  CHECK_FALSE(step(dy));  // the first step after construction: every column, by Sgd::step
+  CHECK(step(dy));
+  layer.expert_weight().weight_decay = 0.01f;  // the decay moves every weight: Sgd::step does it
+  CHECK_FALSE(step(dy));
+  layer.expert_weight().weight_decay = 0.0f;
+  CHECK(step(dy));  // after a full step, every unit is within the max-norm bound: fused again
+  layer.set_path(ExpertPath::dense);  // the dense path steps every block
+  CHECK(step(dy));
+  layer.set_path(ExpertPath::sparse);
+  CHECK(step(dy));
+  layer.forward(x, ctx);  // two backwards before a step: the first accumulates, the second cannot fuse
+  sgd.set_fused_steps(false);
+  layer.backward(dy, ctx);
+  sgd.set_fused_steps(true);
+  layer.backward(dy, ctx);
+  CHECK_FALSE(layer.expert_weight().stepped);
+  sgd.step();
+  sgd.set_fused_steps(false);
+  CHECK_FALSE(step(dy));
+  sgd.set_fused_steps(true);
+  CHECK(step(dy));
+
+  // A NaN in the output gradient of the last open block's first unit.
+  Index open = units / k - 1;
+  while ((mask.row(open).array() == 0.0f).all()) --open;
+  Matrix<float> bad = dy;
+  bad.row(open * k).setConstant(std::numeric_limits<float>::quiet_NaN());
+  const Matrix<float> before = layer.expert_weight().value;
+  layer.forward(x, ctx);
+  REQUIRE_THROWS_MESSAGE(layer.backward(bad, ctx), "GatedLayer::backward ('expert'): the Sgd step fused into "
+                                                   "backward: the update of block " + std::to_string(open) + " is not finite");
+  CHECK(layer.expert_weight().value.col(open) == before.col(open));
+  CHECK(layer.expert_weight().value.allFinite());
 }
 
 TEST_CASE("block GatedLayer rejects a block size that does not fit, naming the layer", "[gated_layer][blocks]") {

@@ -233,3 +233,11 @@ TEMPLATE_TEST_CASE("Adam's state saved with the model resumes bit-exactly", "[ad
   CHECK(resumed.adam.steps() == 0);
   CHECK(resumed.adam.state()[1]->value.isZero(0));
 }
+
+TEST_CASE("Adam refuses a parameter that plain SGD steps in backward (Sgd::set_fused_steps)", "[adam]") {
+  Parameter<float> w("expert.W", 2, 2);
+  Adam<float> adam({&w});
+  w.fused_rate = 0.1f;
+  REQUIRE_THROWS_MESSAGE(adam.step(), "Adam::step: parameter 'expert.W' is stepped in backward by plain SGD");
+  CHECK(w.value.isZero(0));
+}

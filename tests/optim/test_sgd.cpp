@@ -233,6 +233,35 @@ TEST_CASE("Sgd rejects bad options and bad parameters, naming them", "[sgd]") {
   REQUIRE_THROWS_MESSAGE(sgd.step(), "'gater.W': gradient is 3 x 2 but the value is 2 x 2");
 }
 
+TEST_CASE("Sgd::set_fused_steps shares the rate with the parameters and refuses momentum", "[sgd]") {
+  Parameter<float> w("expert.W", 2, 2), state("average", 1, 1, false);
+  Sgd<float> sgd({&w, &state}, {.learning_rate = 0.2f});
+  CHECK_FALSE(sgd.fused_steps());
+  CHECK_FALSE(w.fused_rate);
+  sgd.set_fused_steps(true);
+  REQUIRE(w.fused_rate);
+  CHECK(*w.fused_rate == 0.2f);
+  CHECK_FALSE(state.fused_rate);  // not trainable: never stepped
+  sgd.set_learning_rate(0.05f);
+  CHECK(*w.fused_rate == 0.05f);
+  REQUIRE_THROWS_MESSAGE(sgd.set_momentum(0.9f), "Sgd::set_momentum: the steps are fused into backward");
+  CHECK(sgd.momentum() == 0.0f);
+  // A parameter its layer stepped in backward is left as it is, its flag cleared.
+  w.value.setOnes();
+  w.grad.setConstant(1.0f);
+  w.stepped = true;
+  sgd.step();
+  CHECK(w.value == Matrix<float>::Ones(2, 2));
+  CHECK_FALSE(w.stepped);
+  sgd.step();  // not stepped in backward: stepped here
+  CHECK(w.value(0, 0) == 1.0f - 0.05f);
+  sgd.set_fused_steps(false);
+  CHECK_FALSE(w.fused_rate);
+  sgd.set_momentum(0.5f);
+  REQUIRE_THROWS_MESSAGE(sgd.set_fused_steps(true), "Sgd::set_fused_steps: a step fused into backward is plain SGD");
+  CHECK_FALSE(w.fused_rate);
+}
+
 // The promise that a NaN never reaches the parameters: a non-finite gradient (from a diverged layer whose
 // estimator turned NaN into gradients) is refused before anything of its chunk is written, naming the
 // parameter; the chunks and parameters already stepped keep finite values.

@@ -82,6 +82,7 @@ class GatedLayer {
         gater_output_what_(forward_what_ + ": gater output"),
         backward_what_(internal::where("GatedLayer", "backward", name)),
         gradient_what_(backward_what_ + ": output gradient"),
+        fused_step_what_(backward_what_ + ": the Sgd step fused into backward"),
         block_(block) {
     if (block < 1)
       internal::fail(internal::where("GatedLayer", "", name) + ": the block size must be at least 1, got " +
@@ -182,9 +183,10 @@ class GatedLayer {
     internal::check_shape(gradient_what_.c_str(), dy.rows(), dy.cols(), output_size(),
                           batch_);
     const Matrix<T>& h = *gate_;
+    const bool fuse = block_ > 1 && fusable();  // before this backward's flags
     mark_written_columns(h);
     if (block_ > 1) {
-      backward_blocks(h, dy);
+      backward_blocks(h, dy, fuse);
     } else if (sparse_) {
       coefficients_.resize(static_cast<std::size_t>(active_.nonzeros()));
       // One pass over the open pairs gives dL/dH = h ⊙ dy and, when the expert ran sparse and the gate
@@ -353,25 +355,44 @@ class GatedLayer {
   /// The expert's backward for block gates: dH = h ⊙ dy over the open blocks (block kernels) or everywhere
   /// (dense path), then dW, db and the expert's share of dL/dx; dL/dh at the open pairs when the expert ran
   /// sparse and the gate takes it (gate_gradient() computes it from a dense expert).
-  void backward_blocks(const Matrix<T>& h, const MatrixCRef<T>& dy) {
+  void backward_blocks(const Matrix<T>& h, const MatrixCRef<T>& dy, bool fuse) {
     const MatrixCRef<T> input(input_);
+    if (fuse) internal::check_step_parameter(fused_step_what_.c_str(), weight_);
+    const internal::FusedStep<T> step{&weight_, fuse ? *weight_.fused_rate * weight_.learning_rate_scale : T(0)};
+    Index refused = -1;
     if (sparse_) {
       const bool gate_gradient_here = Gater::needs_output_gradient && !dense_expert_;
       if (gate_gradient_here) gate_gradient_.setZero(h.rows(), h.cols());
       if (input_gradient_needed_) input_gradient_.setZero(input_size(), dy.cols());
       else input_gradient_.resize(0, 0);
-      internal::block_expert_backward<T>(active_, block_, weight_.value, input, h, dy,
-                                         gate_gradient_here ? open_expert_.data() : nullptr, weight_.grad,
-                                         bias_.grad.data(), gate_gradient_here ? &gate_gradient_ : nullptr,
-                                         input_gradient_needed_ ? &input_gradient_ : nullptr, block_scratch_,
-                                         sparse_input_ ? &input_nonzeros_ : nullptr);
+      refused = internal::block_expert_backward<T>(
+          active_, block_, weight_.value, input, h, dy, gate_gradient_here ? open_expert_.data() : nullptr,
+          weight_.grad, bias_.grad.data(), gate_gradient_here ? &gate_gradient_ : nullptr,
+          input_gradient_needed_ ? &input_gradient_ : nullptr, block_scratch_,
+          sparse_input_ ? &input_nonzeros_ : nullptr, fuse ? &step : nullptr);
     } else {
       internal::block_mask_product<T>(h, block_, dy, expert_gradient_);
-      internal::block_dense_backward<T>(block_, weight_.value, input, expert_gradient_, weight_.grad,
-                                        bias_.grad.data(), input_gradient_needed_ ? &input_gradient_ : nullptr,
-                                        block_scratch_);
+      refused = internal::block_dense_backward<T>(block_, weight_.value, input, expert_gradient_, weight_.grad,
+                                                  bias_.grad.data(), input_gradient_needed_ ? &input_gradient_ : nullptr,
+                                                  block_scratch_, fuse ? &step : nullptr);
       if (!input_gradient_needed_) input_gradient_.resize(0, 0);
     }
+    if (fuse) weight_.stepped = true;
+    if (refused >= 0)
+      internal::fail(fused_step_what_ + ": the update of block " + std::to_string(refused) +
+                     " is not finite (NaN or Inf in its gradient, or a learning rate too large); that block is not "
+                     "written, other blocks are stepped: reload a checkpoint before going on");
+  }
+
+  /// Whether this backward applies Sgd's step itself (Sgd::set_fused_steps; block gates only): where step()
+  /// would apply the plain update with the gradient of this backward alone, i.e. no weight decay, and the
+  /// gradient still zero since the last step (no column written, or written by a fused step only). Not after
+  /// the layer's construction (all_columns_written: step() then moves every column, whatever was written).
+  bool fusable() const {
+    const Parameter<T>& w = weight_;
+    return w.fused_rate && w.weight_decay == T(0) && internal::only_written_columns(w) &&
+           (w.stepped || std::none_of(w.written_columns.begin(), w.written_columns.end(),
+                                      [](std::uint8_t flag) { return flag != 0; }));
   }
 
   /// Whether closed gates receive dL/dh = dy ⊙ H (so H is needed at every gate in training).
@@ -401,7 +422,8 @@ class GatedLayer {
   Gater gater_;
   Parameter<T> weight_, bias_;
   // The messages' prefixes (internal::where), built once so that a checked call allocates nothing.
-  std::string name_, forward_what_, input_what_, gater_output_what_, backward_what_, gradient_what_;
+  std::string name_, forward_what_, input_what_, gater_output_what_, backward_what_, gradient_what_,
+      fused_step_what_;
   internal::TrainingForward backward_ready_;
   Index block_ = 1;
   ExpertPath path_ = ExpertPath::automatic;

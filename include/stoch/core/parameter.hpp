@@ -46,6 +46,14 @@ struct Parameter {
   /// columns only. Code that writes `grad` by other means sets all_columns_written.
   std::vector<std::uint8_t> written_columns;
   bool all_columns_written = true;
+  /// Set by `Sgd::set_fused_steps(true)` (plain SGD: no momentum, no weight decay): the optimiser's learning
+  /// rate, which lets the layer apply the step itself inside backward, column by column, as soon as a column's
+  /// gradient is computed (`learning_rate_scale` and `max_norm` included), without writing `grad`: a gated
+  /// layer with block gates does so, which saves the passes of the gradient through memory
+  /// (docs/conditional-computation.md#the-optimiser-step). A layer that did sets `stepped`, and the optimiser's
+  /// next step leaves the parameter as it is. Layers that cannot fuse accumulate into `grad` as usual.
+  std::optional<T> fused_rate;
+  bool stepped = false;  ///< backward applied the step (fused_rate); cleared by the optimiser's step
 
   Parameter() = default;
   Parameter(std::string name_, Index rows, Index cols, bool trainable_ = true)
@@ -80,6 +88,64 @@ void clear_written_columns(Parameter<T>& p) {
   p.all_columns_written = p.written_columns.size() != static_cast<std::size_t>(p.value.cols());
 }
 
+/// scale_units for the k units of column j of a parameter in the block layout (FanIn::blocks): each unit's
+/// row r of the block's `k x in` weights times `factor(its norm)`; `scale` holds the k norms.
+template <class T, class Factor>
+void scale_block_units(Parameter<T>& p, Index j, Vector<T>& scale, Factor factor) {
+  const Index k = p.block, in = p.value.rows() / k;
+  scale.resize(k);  // no-op once sized
+  Eigen::Map<Matrix<T>> units(p.value.col(j).data(), k, in);
+  scale.noalias() = units.rowwise().norm();
+  for (Index r = 0; r < k; ++r) {
+    const T f = factor(scale[r]);
+    if (f != T(1)) units.row(r) *= f;
+  }
+}
+
+/// The max-norm projection's factor (App. A.4): a unit's incoming weights of norm above `bound` are scaled
+/// down to it, the others left as they are.
+template <class T>
+auto max_norm_factor(T bound) {
+  return [bound](T norm) { return norm > bound ? bound / norm : T(1); };
+}
+
+/// Entries per chunk of Sgd's update: the chunk's velocity, gradient and value (8 KB each) stay in L1 from
+/// one statement to the next. Why: docs/performance-notes.md#sgd-chunk.
+template <class T>
+inline constexpr Index kSgdChunk = 8192 / static_cast<Index>(sizeof(T));
+
+/// The plain SGD update (no momentum, no weight decay) of `count` entries: value += -(rate * gradient), the
+/// step computed into `step` (`count` entries, in L1), written only when every new value is finite. Returns
+/// whether it was written. Shared by Sgd::step and the steps layers apply in backward (Parameter::fused_rate),
+/// so both give the same bits.
+template <class T>
+bool plain_sgd_update(T* value, const T* gradient, T* step, Index count, T rate) {
+  Eigen::Map<Vector<T>> v(value, count), next(step, count);
+  next = -(rate * Eigen::Map<const Vector<T>>(gradient, count));
+  if (!all_finite(v + next)) return false;
+  v += next;
+  return true;
+}
+
+/// Sgd's step of one written column of a parameter in the block layout (FanIn::blocks), from the column's
+/// gradient given apart (`p.value.rows()` entries): the plain update at `rate`, chunk by chunk as Sgd::step,
+/// then the max-norm projection of the column's units: what Sgd::step does to the column (the same bits).
+/// For the step a layer applies in backward (Parameter::fused_rate). Returns false when a chunk's update is
+/// not finite: that chunk and the rest are not written, nor the projection applied. `scale`: k norms.
+template <class T>
+bool sgd_block_step(Parameter<T>& p, Index j, const T* gradient, T rate, Vector<T>& scale) {
+  constexpr Index kChunk = kSgdChunk<T>;
+  alignas(64) T step[kChunk];
+  const Index height = p.value.rows();
+  T* value = p.value.col(j).data();
+  for (Index first = 0; first < height; first += kChunk) {
+    const Index count = std::min(kChunk, height - first);
+    if (!plain_sgd_update(value + first, gradient + first, step, count, rate)) return false;
+  }
+  if (p.max_norm) scale_block_units(p, j, scale, max_norm_factor(*p.max_norm));
+  return true;
+}
+
 /// Multiplies each unit's incoming weight vector of `p.value` (row or column, per `p.fan_in`) by
 /// `factor(its norm)`; vectors whose factor is 1 are left bit-for-bit as they are. `scale` is a buffer for the
 /// row norms (rows are strided in column-major storage: all of them are computed in one column-wise pass).
@@ -98,17 +164,8 @@ void scale_units(Parameter<T>& p, Vector<T>& scale, Factor factor, const std::ui
     return;
   }
   if (p.fan_in == FanIn::blocks) {
-    const Index k = p.block, in = w.rows() / k;
-    scale.resize(k);
-    for (Index j = 0; j < w.cols(); ++j) {
-      if (skip(j)) continue;
-      Eigen::Map<Matrix<T>> units(w.col(j).data(), k, in);
-      scale.noalias() = units.rowwise().norm();
-      for (Index r = 0; r < k; ++r) {
-        const T f = factor(scale[r]);
-        if (f != T(1)) units.row(r) *= f;
-      }
-    }
+    for (Index j = 0; j < w.cols(); ++j)
+      if (!skip(j)) scale_block_units(p, j, scale, factor);
     return;
   }
   scale.resize(w.rows());  // no-op once sized

@@ -28,6 +28,16 @@ namespace stoch {
 namespace internal {
 /// Multiply-adds below which a loop runs on the calling thread: a parallel region costs microseconds.
 inline constexpr double kMinParallelWork = 2.0e5;
+
+/// The calling thread's number in the current parallel region (0 outside one, or without OpenMP): an index
+/// into per-thread buffers, which must hold threads() of them.
+inline int thread_index() noexcept {
+#if defined(_OPENMP)
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
 }  // namespace internal
 
 /// Whether this build can run a model on several threads (compiled with OpenMP).

@@ -31,6 +31,7 @@
 #include <Eigen/Core>
 
 #include "stoch/core/matrix.hpp"
+#include "stoch/core/parameter.hpp"
 #include "stoch/core/threads.hpp"
 #include "stoch/detail/active_set.hpp"
 #include "stoch/detail/zero_skipping_product.hpp"
@@ -72,6 +73,19 @@ struct BlockScratch {
   std::vector<const T*> columns;    ///< x's columns
   std::vector<T> coefficients;      ///< dH = h ⊙ dy at the open pairs, flat as the forward's H
   std::vector<std::vector<T>> parts;  ///< per range of inputs: one block's share of dL/dx before its scatter
+  std::vector<std::vector<T>> gradients;  ///< per thread: one block's dW for a fused step (FusedStep)
+  std::vector<Vector<T>> norms;           ///< per thread: the max-norm projection's k norms
+  std::vector<std::uint8_t> refused;      ///< per block: the fused step refused the update (not finite)
+};
+
+/// Sgd's step fused into the backward (Parameter::fused_rate): each open block's dW is computed into a
+/// per-thread buffer (in L2) and stepped at once with internal::sgd_block_step, so the weights' gradient
+/// never passes through memory: the step reads and writes the block's weights once. `parameter`: the
+/// expert weights (their `grad` is not written), `rate`: the learning rate times the parameter's scale.
+template <class T>
+struct FusedStep {
+  Parameter<T>* parameter;
+  T rate;
 };
 
 /// A `rows x cols` column-major view of `buffer`, grown if it is too small.
@@ -364,22 +378,70 @@ void block_input_gradient(Index k, const Matrix<T>& w, const T* dh, const Column
   }
 }
 
-/// The dense path's backward, W in the block layout: dW += dH x^T, db += row sums of dH, and, when
-/// `input_gradient` is given, dx = W^T dH (`in x batch`, overwritten). dH: `units x batch`.
+/// dw += dH_j X_j^T for block j's open examples (dw: the block's `k x in` gradient, column-major): the register
+/// tiles, or with `nonzero` each example's non-zero inputs only.
 template <class T>
-void block_dense_backward(Index k, const Matrix<T>& w, const MatrixCRef<T>& x, Matrix<T>& dH,
-                          Matrix<T>& weight_grad, T* bias_grad, Matrix<T>* input_gradient, BlockScratch<T>& scratch) {
+void block_weight_gradient(Index k, Index in, const T* const* columns, const BlockColumns& c, T* dH,
+                           const NonzeroRows* nonzero, T* dw) {
+  if (nonzero == nullptr) {
+    BlockTiles<T>{nullptr, dw, k, in, columns, c, dH, nullptr}.run(false);
+    return;
+  }
+  const Eigen::Map<const Matrix<T>> dHj(dH + c.first, k, c.count);
+  for (Index q = 0; q < c.count; ++q) {
+    const auto e = static_cast<std::size_t>(c.example(q));
+    const T* xe = columns[e];
+    for (std::int32_t p = nonzero->offsets[e]; p < nonzero->offsets[e + 1]; ++p) {
+      const std::int32_t r = nonzero->rows[static_cast<std::size_t>(p)];
+      Eigen::Map<Vector<T>>(dw + r * k, k) += xe[r] * dHj.col(q);
+    }
+  }
+}
+
+/// The fused step (FusedStep) of every block with columns: dW_j into a per-thread buffer, then
+/// sgd_block_step; split over the threads by blocks. Returns the first block whose step was refused, or -1.
+template <class T, class Columns>
+Index fused_block_steps(Index blocks, double per_block, const Columns& columns_of, Index k, Index in,
+                        const T* const* columns, T* dH, const NonzeroRows* nonzero, const FusedStep<T>& fused,
+                        BlockScratch<T>& scratch) {
+  const auto slots = static_cast<std::size_t>(threads());
+  scratch.gradients.resize(std::max(scratch.gradients.size(), slots));
+  scratch.norms.resize(std::max(scratch.norms.size(), slots));
+  scratch.refused.assign(static_cast<std::size_t>(blocks), 0);
+  for_each_block(blocks, per_block, columns_of, [&](Index j, const BlockColumns& c) {
+    const auto t = static_cast<std::size_t>(thread_index());
+    std::vector<T>& dw = scratch.gradients[t];
+    dw.assign(static_cast<std::size_t>(k * in), T(0));
+    block_weight_gradient(k, in, columns, c, dH, nonzero, dw.data());
+    if (!sgd_block_step(*fused.parameter, j, dw.data(), fused.rate, scratch.norms[t]))
+      scratch.refused[static_cast<std::size_t>(j)] = 1;
+  });
+  const auto bad = std::find(scratch.refused.begin(), scratch.refused.end(), std::uint8_t{1});
+  return bad == scratch.refused.end() ? Index(-1) : static_cast<Index>(bad - scratch.refused.begin());
+}
+
+/// The dense path's backward, W in the block layout: dW += dH x^T, db += row sums of dH, and, when
+/// `input_gradient` is given, dx = W^T dH (`in x batch`, overwritten). dH: `units x batch`. With `fused`, as
+/// block_expert_backward: every block stepped at once after dx has read W; returns the first refused, or -1.
+template <class T>
+Index block_dense_backward(Index k, const Matrix<T>& w, const MatrixCRef<T>& x, Matrix<T>& dH,
+                           Matrix<T>& weight_grad, T* bias_grad, Matrix<T>* input_gradient, BlockScratch<T>& scratch,
+                           const FusedStep<T>* fused = nullptr) {
   const Index blocks = w.cols(), in = x.rows(), units = blocks * k, batch = x.cols();
   const T* const* columns = column_pointers(x, scratch);
   auto all = [&](Index j) { return BlockColumns{nullptr, batch, j * k, units}; };
-  for_each_block(blocks, static_cast<double>(k * in * batch), all, [&](Index j, const BlockColumns& c) {
-    BlockTiles<T>{nullptr, weight_grad.col(j).data(), k, in, columns, c, dH.data(), nullptr}.run(false);
+  const double per_block = static_cast<double>(k * in * batch);
+  for_each_block(blocks, per_block, all, [&](Index j, const BlockColumns& c) {
+    if (fused == nullptr)
+      BlockTiles<T>{nullptr, weight_grad.col(j).data(), k, in, columns, c, dH.data(), nullptr}.run(false);
     Eigen::Map<Vector<T>>(bias_grad + j * k, k) += dH.middleRows(j * k, k).rowwise().sum();
   });
   if (input_gradient != nullptr) {
     input_gradient->setZero(in, batch);
     block_input_gradient<T>(k, w, dH.data(), all, *input_gradient, scratch);
   }
+  if (fused == nullptr) return -1;
+  return fused_block_steps(blocks, per_block, all, k, in, columns, dH.data(), nullptr, *fused, scratch);
 }
 
 /// Backward over the open pairs (lists as in block_expert_forward): dH_j = h ⊙ dy at the block's open
@@ -387,12 +449,15 @@ void block_dense_backward(Index k, const Matrix<T>& w, const MatrixCRef<T>& x, M
 /// at the examples' non-zero inputs), and, when `input_gradient` is given (`in x batch`, zeroed by the
 /// caller), dx[:, E_j] += W_j^T dH_j. When `open_expert` (the forward's H at the open pairs) and
 /// `gate_gradient` are given, gate_gradient(j, e) = sum over the block of dy ⊙ H at the open pairs (its other
-/// entries are left as they are).
+/// entries are left as they are). With `fused` (w must be fused->parameter's value), dW_j is not added to
+/// weight_grad but stepped at once (FusedStep), after dx has read W; returns the first block whose step was
+/// refused (its update not finite; nothing of it written), or -1.
 template <class T>
-void block_expert_backward(const ActiveSet& active, Index k, const Matrix<T>& w, const MatrixCRef<T>& x,
-                           const MatrixCRef<T>& h, const MatrixCRef<T>& dy, const T* open_expert,
-                           Matrix<T>& weight_grad, T* bias_grad, Matrix<T>* gate_gradient,
-                           Matrix<T>* input_gradient, BlockScratch<T>& scratch, const NonzeroRows* nonzero = nullptr) {
+Index block_expert_backward(const ActiveSet& active, Index k, const Matrix<T>& w, const MatrixCRef<T>& x,
+                            const MatrixCRef<T>& h, const MatrixCRef<T>& dy, const T* open_expert,
+                            Matrix<T>& weight_grad, T* bias_grad, Matrix<T>* gate_gradient,
+                            Matrix<T>* input_gradient, BlockScratch<T>& scratch, const NonzeroRows* nonzero = nullptr,
+                            const FusedStep<T>* fused = nullptr) {
   const Index in = x.rows(), blocks = w.cols();
   const bool gate = open_expert != nullptr && gate_gradient != nullptr;
   const T* const* columns = column_pointers(x, scratch);
@@ -413,21 +478,11 @@ void block_expert_backward(const ActiveSet& active, Index k, const Matrix<T>& w,
       if (gate) (*gate_gradient)(j, e) = d.dot(Eigen::Map<const Vector<T>>(open_expert + c.first + q * k, k));
     }
     Eigen::Map<Vector<T>>(bias_grad + j * k, k) += dHj.rowwise().sum();
-    if (nonzero != nullptr) {
-      T* dwj = weight_grad.col(j).data();
-      for (Index q = 0; q < c.count; ++q) {
-        const auto e = static_cast<std::size_t>(c.example(q));
-        const T* xe = columns[e];
-        for (std::int32_t p = nonzero->offsets[e]; p < nonzero->offsets[e + 1]; ++p) {
-          const std::int32_t r = nonzero->rows[static_cast<std::size_t>(p)];
-          Eigen::Map<Vector<T>>(dwj + r * k, k) += xe[r] * dHj.col(q);
-        }
-      }
-    } else {
-      BlockTiles<T>{nullptr, weight_grad.col(j).data(), k, in, columns, c, dH, nullptr}.run(false);
-    }
+    if (fused == nullptr) block_weight_gradient(k, in, columns, c, dH, nonzero, weight_grad.col(j).data());
   });
   if (input_gradient != nullptr) block_input_gradient<T>(k, w, dH, open, *input_gradient, scratch);
+  if (fused == nullptr) return -1;
+  return fused_block_steps(blocks, per_block, open, k, in, columns, dH, nonzero, *fused, scratch);
 }
 
 // ---- the dense path's gate helpers ----

@@ -96,6 +96,9 @@ class Adam {
         internal::fail("Adam::step: parameter '" + p.name +
                        "' became trainable after the optimiser was built (it has no moments)");
       internal::check_step_parameter("Adam::step", p);
+      if (p.fused_rate || p.stepped)
+        internal::fail("Adam::step: parameter '" + p.name + "' is stepped in backward by plain SGD "
+                       "(Sgd::set_fused_steps(true)); turn that off before stepping it with Adam");
       Parameter<T>& m = state_[slot_[k]];
       Parameter<T>& v = state_[slot_[k] + 1];
       if (m.value.rows() != p.value.rows() || m.value.cols() != p.value.cols()) {
@@ -104,10 +107,7 @@ class Adam {
       }
       const double rate = static_cast<double>(options_.learning_rate * p.learning_rate_scale);
       update(p, m.value, v.value, static_cast<T>(rate / correction1), inv_sqrt_correction2);
-      if (p.max_norm) {
-        const T bound = *p.max_norm;
-        internal::scale_units(p, norms_[k], [bound](T norm) { return norm > bound ? bound / norm : T(1); });
-      }
+      if (p.max_norm) internal::scale_units(p, norms_[k], internal::max_norm_factor(*p.max_norm));
       internal::clear_written_columns(p);  // every column updated: the moments decay everywhere
     }
   }

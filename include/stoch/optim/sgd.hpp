@@ -67,6 +67,11 @@ class Sgd {
       Parameter<T>& p = *params_[k];
       if (!p.trainable) continue;
       internal::check_step_parameter("Sgd::step", p);
+      if (p.stepped) {  // the layer applied this step in backward (set_fused_steps)
+        p.stepped = false;
+        internal::clear_written_columns(p);
+        continue;
+      }
       size_velocity(p);
       const T rate = options_.learning_rate * p.learning_rate_scale;
       if (internal::only_written_columns(p) && options_.momentum == T(0) && p.weight_decay == T(0)) {
@@ -87,9 +92,27 @@ class Sgd {
     for (Parameter<T>* p : params_)
       if (p->trainable) {
         p->grad.setZero();
+        p->stepped = false;
         internal::clear_written_columns(*p);
       }
   }
+
+  /// Lets the layers that can apply this step themselves inside backward do so (Parameter::fused_rate): a
+  /// gated layer with block gates on its sparse path then steps each open block's weights as soon as their
+  /// gradient is computed, from a buffer in L2, and never writes their gradient: the same values as
+  /// backward then step(), with the weights' gradient not passed through memory
+  /// (docs/conditional-computation.md#the-optimiser-step). Only for plain SGD (momentum 0; a parameter with
+  /// weight decay is left to step()). The step then happens in backward: one backward per step() (a second
+  /// backward before step() steps again, where it would have accumulated), and a backward that throws may
+  /// leave some blocks stepped. Parameters the layer did not step are stepped by step() as before.
+  void set_fused_steps(bool on) {
+    if (on && options_.momentum != T(0))
+      internal::fail("Sgd::set_fused_steps: a step fused into backward is plain SGD; the momentum is " +
+                     std::to_string(options_.momentum) + " (set it to 0 first)");
+    fused_ = on;
+    share_fused_rate();
+  }
+  bool fused_steps() const noexcept { return fused_; }
 
   /// Sets every velocity to zero (e.g. when restarting from a checkpoint saved without velocities).
   void reset_velocity() {
@@ -100,9 +123,13 @@ class Sgd {
   void set_learning_rate(T learning_rate) {
     check_options({learning_rate, options_.momentum});
     options_.learning_rate = learning_rate;
+    share_fused_rate();
   }
   void set_momentum(T momentum) {
     check_options({options_.learning_rate, momentum});
+    if (fused_ && momentum != T(0))
+      internal::fail("Sgd::set_momentum: the steps are fused into backward (plain SGD, set_fused_steps); turn "
+                     "that off before setting a momentum of " + std::to_string(momentum));
     options_.momentum = momentum;
   }
   T learning_rate() const { return options_.learning_rate; }
@@ -118,9 +145,7 @@ class Sgd {
   }
 
 
-  /// Entries per chunk of update(): the chunk's velocity, gradient and value (8 KB each) stay in L1 from
-  /// one statement to the next. Why: docs/performance-notes.md#sgd-chunk.
-  static constexpr Index kChunk = 8192 / static_cast<Index>(sizeof(T));
+  static constexpr Index kChunk = internal::kSgdChunk<T>;
 
   /// velocity = momentum * velocity - rate * (grad + weight_decay * value); value += velocity; grad = 0,
   /// chunk by chunk: one pass over memory instead of three (the MNIST network's 2.7 M parameters do not fit
@@ -143,10 +168,7 @@ class Sgd {
       } else if (momentum == T(0)) {
         // Without momentum the velocity is not read again: the step goes through a buffer in L1 instead,
         // with the same values (-(rate * grad), then value + it), and two passes over memory fewer.
-        Chunk next(step, count);
-        next = -(rate * grad);
-        if (!internal::all_finite(value + next)) return first;
-        value += next;
+        if (!internal::plain_sgd_update(value.data(), grad.data(), step, count, rate)) return first;
         grad.setZero();
         continue;
       } else {
@@ -221,11 +243,18 @@ class Sgd {
 
   /// App. A.4: every unit's incoming weight vector is projected back onto the ball of radius `bound`.
   static void apply_max_norm(Parameter<T>& p, T bound, Vector<T>& scale, const std::uint8_t* columns = nullptr) {
-    internal::scale_units(p, scale, [bound](T norm) { return norm > bound ? bound / norm : T(1); }, columns);
+    internal::scale_units(p, scale, internal::max_norm_factor(bound), columns);
+  }
+
+  /// Parameter::fused_rate of every trainable parameter: the learning rate when fused, else none.
+  void share_fused_rate() {
+    for (Parameter<T>* p : params_)
+      if (p->trainable) p->fused_rate = fused_ ? std::optional<T>(options_.learning_rate) : std::nullopt;
   }
 
   ParameterList<T> params_;
   SgdOptions<T> options_;
+  bool fused_ = false;
   std::vector<Vector<T>> norms_;  ///< per-parameter buffer for the row-wise max-norm
 };
 
