@@ -130,8 +130,8 @@ void write_results(const std::filesystem::path& out, const std::vector<Result>& 
      << "Networks: dense 784 -> " << s.units << " -> " << s.units << " -> 10 (rectifiers); gated: the same with "
      << "each hidden layer's expert gated by blocks of " << s.block << " units, gater in -> " << s.bottleneck
      << " tanh -> " << s.units / s.block << " gates, target density " << format("%g", s.target_density)
-     << ". " << s.epochs << " epoch(s) of SGD (batch " << s.batch << ", learning rate "
-     << format("%g", s.learning_rate) << ", max-norm " << format("%g", s.max_norm) << ") on "
+     << ". " << s.epochs << " epoch(s) of SGD (batch " << s.batch << ", max-norm " << format("%g", s.max_norm)
+     << "; learning rates: settings per network, below) on "
      << "the training images"
      << (s.train_limit > 0 ? " (first " + std::to_string(s.train_limit) + ")" : "")
      << "; validation: the last 10,000 training images" << (s.eval_limit > 0 ? " (first " + std::to_string(s.eval_limit) + ")" : "")
@@ -210,7 +210,9 @@ void write_results(const std::filesystem::path& out, const std::vector<Result>& 
                     {"target_density", s.target_density},
                     {"epochs", s.epochs},
                     {"batch", s.batch},
-                    {"learning_rate", s.learning_rate},
+                    {"dense_learning_rate", s.dense_learning_rate},
+                    {"sbn_learning_rate", s.sbn_learning_rate},
+                    {"st_learning_rate", s.st_learning_rate},
                     {"max_norm", s.max_norm},
                     {"seed", s.seed},
                     {"train_limit", s.train_limit},
@@ -244,7 +246,12 @@ int main(int argc, char** argv) {
   app.add_option("--target-density", s.target_density, "fraction of open gates (KL target, test-time calibration)")
       ->check(CLI::Range(0.001, 1.0))->capture_default_str();
   app.add_option("--batch", s.batch, "training mini-batch")->check(CLI::Range(1, 100000))->capture_default_str();
-  app.add_option("--learning-rate", s.learning_rate, "SGD learning rate of every network (App. A.4: 0.1)")
+  app.add_option("--dense-learning-rate", s.dense_learning_rate, "SGD learning rate of the dense MLP")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--sbn-learning-rate", s.sbn_learning_rate, "SGD learning rate of the SBN network but its gaters")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--st-learning-rate", s.st_learning_rate,
+                 "SGD learning rate of the straight-through network but its gaters")
       ->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--max-norm", s.max_norm, "bound on every unit's incoming weight norm (App. A.4: 2)")
       ->check(CLI::PositiveNumber)->capture_default_str();
@@ -258,6 +265,10 @@ int main(int argc, char** argv) {
   app.add_option("--sbn-kl-strength", s.sbn_kl_strength, "lambda of the KL penalty (Eq. 14), SBN gates")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--st-kl-strength", s.st_kl_strength, "lambda of the KL penalty (Eq. 14), straight-through gates")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_option("--st-deterministic-from", s.st_deterministic_from,
+                 "from this epoch on, straight-through's training forward thresholds its gates as evaluation "
+                 "does, h = 1[p > t], t calibrated after the epoch before (0: never; else at least 2)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   app.add_option("--seed", s.seed, "seed of every random stream")->capture_default_str();
   app.add_option("--threads", threads, "threads of each model (stoch::set_threads; default: all cores)")
@@ -273,6 +284,11 @@ int main(int argc, char** argv) {
   app.add_option("--data", data_option, "directory of the MNIST IDX files (default: $STOCH_MNIST_DIR, then the cache)");
   app.add_option("--out", out, "directory for results.json and results.md")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (s.st_deterministic_from == 1) {
+    std::cerr << "conditional_mlp: --st-deterministic-from 1: the threshold is calibrated after an epoch (use 0 "
+                 "or at least 2)\n";
+    return 2;
+  }
   if (s.units % s.block != 0) {
     std::cerr << "conditional_mlp: --block " << s.block << " does not divide --units " << s.units << "\n";
     return 2;
@@ -310,9 +326,11 @@ int main(int argc, char** argv) {
       return stoch::KlSparsity<T>{.target = static_cast<T>(s.target_density), .strength = static_cast<T>(strength)};
     };
 
-    auto train = [&](auto& model, std::vector<std::pair<std::string, std::string>> settings) {
+    auto train = [&](auto& model, std::vector<std::pair<std::string, std::string>> settings,
+                     const std::function<void(int)>& before_epoch = {}) {
       std::cout << model.label() << std::endl;
       for (int epoch = 1; epoch <= s.epochs; ++epoch) {
+        if (before_epoch) before_epoch(epoch);
         model.train_epoch(data.train, shuffled(s.seed, epoch, data.train.size()), data.valid);
         const EpochRecord& r = model.curve().back();
         std::printf("  epoch %d: %.1f s, train loss %.4f, valid error %.2f%%, gate density train %.3f/%.3f valid "
@@ -326,11 +344,13 @@ int main(int argc, char** argv) {
       std::printf("  test error %.2f%%\n", 100 * result.test.error);
       results.push_back(std::move(result));
     };
-    const std::vector<std::pair<std::string, std::string>> common = {
-        {"learning_rate", format("%g", s.learning_rate)}, {"max_norm", format("%g", s.max_norm)},
-        {"batch", std::to_string(s.batch)}};
-    auto gated_settings = [&](double gater_rate, double kl_strength) {
-      auto settings = common;
+    auto common = [&](double learning_rate) {
+      return std::vector<std::pair<std::string, std::string>>{{"learning_rate", format("%g", learning_rate)},
+                                                               {"max_norm", format("%g", s.max_norm)},
+                                                               {"batch", std::to_string(s.batch)}};
+    };
+    auto gated_settings = [&](double learning_rate, double gater_rate, double kl_strength) {
+      auto settings = common(learning_rate);
       settings.push_back({"gater_learning_rate", format("%g", gater_rate)});
       settings.push_back({"kl_strength", format("%g", kl_strength)});
       settings.push_back({"gate_init_norm", format("%g", s.gate_init_norm)});
@@ -340,8 +360,9 @@ int main(int argc, char** argv) {
     if (wants("dense")) {
       stoch::Generator init(s.seed, stream_of(0, kInit));
       dense = std::make_unique<Model<DenseNet>>("dense", "dense MLP " + std::to_string(s.units) + " x 2",
-                                                dense_net(s, init), s, 0.0, stream_of(0, kTrain));
-      train(*dense, common);
+                                                dense_net(s, init), s, s.dense_learning_rate, 0.0,
+                                                stream_of(0, kTrain));
+      train(*dense, common(s.dense_learning_rate));
     }
     if (wants("sbn")) {
       stoch::Generator init(s.seed, stream_of(1, kInit));
@@ -349,8 +370,8 @@ int main(int argc, char** argv) {
       const Index gates = s.units / s.block;
       sbn = std::make_unique<Model<GatedNet<Sbn>>>(
           "sbn", "gated (SBN) " + shape, gated_net(s, Sbn(gates, options, "gate1"), Sbn(gates, options, "gate2"), init),
-          s, s.sbn_gater_learning_rate, stream_of(1, kTrain));
-      auto settings = gated_settings(s.sbn_gater_learning_rate, s.sbn_kl_strength);
+          s, s.sbn_learning_rate, s.sbn_gater_learning_rate, stream_of(1, kTrain));
+      auto settings = gated_settings(s.sbn_learning_rate, s.sbn_gater_learning_rate, s.sbn_kl_strength);
       settings.push_back({"estimator", "(h - p)(L - Lbar), Lbar: Eq. 10 moving averages (minimum variance)"});
       train(*sbn, settings);
     }
@@ -360,11 +381,18 @@ int main(int argc, char** argv) {
       const Index gates = s.units / s.block;
       st = std::make_unique<Model<GatedNet<St>>>(
           "st", "gated (straight-through) " + shape,
-          gated_net(s, St(gates, options, "gate1"), St(gates, options, "gate2"), init), s, s.st_gater_learning_rate,
-          stream_of(2, kTrain));
-      auto settings = gated_settings(s.st_gater_learning_rate, s.st_kl_strength);
+          gated_net(s, St(gates, options, "gate1"), St(gates, options, "gate2"), init), s, s.st_learning_rate,
+          s.st_gater_learning_rate, stream_of(2, kTrain));
+      auto settings = gated_settings(s.st_learning_rate, s.st_gater_learning_rate, s.st_kl_strength);
       settings.push_back({"estimator", "dL/da = dL/dh (Eq. 13, no sigmoid derivative)"});
-      train(*st, settings);
+      settings.push_back({"deterministic_from_epoch", std::to_string(s.st_deterministic_from)});
+      // From epoch st_deterministic_from on, training runs the network it will run at test time: h = 1[p > t],
+      // t calibrated on validation after the epoch before (straight-through's backward unchanged).
+      train(*st, settings, [&](int epoch) {
+        const bool deterministic = s.st_deterministic_from > 0 && epoch >= s.st_deterministic_from;
+        st->net().template get<0>().gater().last().set_deterministic(deterministic);
+        st->net().template get<2>().gater().last().set_deterministic(deterministic);
+      });
     }
 
     // Inference timings, all networks in one session, interleaved repetitions: a change of the machine's

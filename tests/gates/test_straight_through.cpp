@@ -127,6 +127,42 @@ TEST_CASE("straight-through KL hook, evaluation, reproducibility", "[gates]") {
   REQUIRE_THROWS_MESSAGE(StraightThrough<float>(3, {.kl = KlSparsity<float>{.target = 2.0f}}), "KlSparsity: target");
 }
 
+TEST_CASE("deterministic straight-through trains on the evaluation forward, h = 1[p > t], without a draw",
+          "[gates]") {
+  const KlSparsity<double> kl{.target = 0.1, .strength = 0.5};
+  const BetaNoise<double> noise{.beta = 40.1, .target = 0.1};
+  for (const bool with_noise : {false, true}) {
+    StraightThroughOptions<double> options{.kl = kl, .deterministic = true};
+    if (with_noise) options.beta_noise = noise;
+    StraightThrough<double> gate(6, options, "st");
+    gate.set_threshold(0.3);
+    const Matrix<double> a = test::random_matrix<double>(6, 9, 11);
+    const Matrix<double> dh = test::random_matrix<double>(6, 9, 12);
+
+    Context<double> eval;
+    eval.mode = Mode::eval;
+    const Matrix<double> h_eval = gate.forward(a, eval);
+    const Index open = (h_eval.array() != 0).count();
+    CHECK(open > 0);
+    CHECK(open < a.size());  // t = 0.3 splits these scores: the test sees both sides
+
+    Generator rng(13);
+    const Generator untouched = rng;
+    Context<double> ctx(Mode::train, rng);
+    CHECK(gate.forward(a, ctx) == h_eval);
+    CHECK(rng == untouched);  // nothing drawn (Beta noise replaced by its mean)
+    const Matrix<double> p = (a.array() + gate.noise_mean()).logistic().matrix();
+    CHECK(gate.probabilities().isApprox(p, 1e-15));
+    Matrix<double> expected = dh;
+    kl.add_gradient_wrt_pre_activation(p, expected);
+    CHECK(gate.backward(dh, ctx).isApprox(expected, 1e-14));  // Eq. 13 and Eq. 14's gradient, as when sampling
+
+    gate.set_deterministic(false);  // back to sampling: the generator moves, h ~ Bernoulli(p)
+    gate.forward(a, ctx);
+    CHECK(!(rng == untouched));
+  }
+}
+
 TEST_CASE("a gater chain ending in a straight-through gate is a gate and passes dL/dh straight through", "[gates]") {
   Generator init(1);
   auto gater = Sequential(Linear<double>(3, 4, init), StraightThrough<double>(4));

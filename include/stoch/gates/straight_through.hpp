@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "stoch/core/math.hpp"
 #include "stoch/gates/binary_gate.hpp"
 #include "stoch/gates/threshold.hpp"
 
@@ -19,6 +20,12 @@ struct StraightThroughOptions {
   /// App. A.2's Beta noise on the sigmoid's input (off when empty). The paper did not add noise to ST, whose
   /// sigmoids it found decisive already; it is here to test that where they are not (examples/mnist/CHOICES.md).
   std::optional<BetaNoise<T>> beta_noise = std::nullopt;
+  /// true: the training forward is the evaluation's, h = 1[p > t] with p = sigm(a + E[noise]) and the
+  /// threshold t (no draw); backward unchanged. Not the paper's unit: a deterministic straight-through that
+  /// trains the network on the computation it will run at test time (App. A.3's thresholded gates), e.g. for
+  /// the last epochs once t is calibrated. Before that, t = 1/2 and a gate biased towards a sparse target
+  /// (p < 1/2) would stay closed.
+  bool deterministic = false;
 };
 
 /// h = 1[u < p], p = sigm(a + noise), on pre-activations `a` (`units x batch`) (Eq. 3 with its erratum fixed;
@@ -27,6 +34,8 @@ struct StraightThroughOptions {
 /// biased estimator, back-propagating through the threshold as if it were the identity.
 /// Evaluation: h = 1[p > t] with p = sigm(a + E[noise]), t calibratable (default 0.5). Saved state:
 /// "<name>.threshold".
+/// With `deterministic` (set_deterministic), training forwards as evaluation does; the backward and the KL
+/// gradient are the same functions of p.
 template <class T>
 class StraightThrough : public internal::SigmoidBernoulliGate<StraightThrough<T>, T> {
   using Base = internal::SigmoidBernoulliGate<StraightThrough<T>, T>;
@@ -41,6 +50,17 @@ class StraightThrough : public internal::SigmoidBernoulliGate<StraightThrough<T>
                            std::string name = "straight_through")
       : Base(units, "StraightThrough", std::move(name), options.kl, options.beta_noise), options_(options) {}
 
+  void compute(const MatrixCRef<T>& a, Matrix<T>& h, Context<T>& ctx) {
+    if (!options_.deterministic || !ctx.training()) {
+      Base::compute(a, h, ctx);
+      return;
+    }
+    Matrix<T>& p = this->p_;
+    p.resize(a.rows(), a.cols());
+    p.array() = sigmoid(a.array() + this->noise_mean());
+    h.array() = indicator_above(p.array(), this->threshold());
+  }
+
   void differentiate(const MatrixCRef<T>& dh, Matrix<T>& da, Context<T>&) {
     const Matrix<T>& p = this->p_;
     if (options_.sigmoid_derivative)
@@ -51,6 +71,8 @@ class StraightThrough : public internal::SigmoidBernoulliGate<StraightThrough<T>
   }
 
   const StraightThroughOptions<T>& options() const { return options_; }
+  /// Switches the training forward between sampling (false, Sec. 4) and thresholding (true); see the options.
+  void set_deterministic(bool on) noexcept { options_.deterministic = on; }
 
  private:
   StraightThroughOptions<T> options_;
