@@ -147,9 +147,7 @@ class SigmoidBernoulliGate : public GateBase<Derived, T> {
 
   void compute(const MatrixCRef<T>& a, Matrix<T>& h, Context<T>& ctx) {
     if (!ctx.training()) {
-      this->scores_.resize(a.rows(), a.cols());
-      this->scores_.array() = sigmoid(a.array() + this->noise_mean());
-      this->eval_binary(h);
+      deterministic_forward(a, this->scores_, h);
       return;
     }
     this->sigmoid_with_noise(a, ctx.generator(), p_);
@@ -165,6 +163,14 @@ class SigmoidBernoulliGate : public GateBase<Derived, T> {
   ParameterList<T> parameters() { return {&this->threshold_}; }
 
  protected:
+  /// The deterministic unit: p = sigm(a + E[noise]), h = 1[p > t] (evaluation; StraightThrough's
+  /// deterministic training forward, into p_).
+  void deterministic_forward(const MatrixCRef<T>& a, Matrix<T>& p, Matrix<T>& h) const {
+    p.resize(a.rows(), a.cols());
+    p.array() = sigmoid(a.array() + this->noise_mean());
+    h.array() = indicator_above(p.array(), this->threshold());
+  }
+
   Matrix<T> p_;
 };
 

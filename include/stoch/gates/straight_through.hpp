@@ -5,7 +5,6 @@
 #include <optional>
 #include <string>
 
-#include "stoch/core/math.hpp"
 #include "stoch/gates/binary_gate.hpp"
 #include "stoch/gates/threshold.hpp"
 
@@ -55,10 +54,7 @@ class StraightThrough : public internal::SigmoidBernoulliGate<StraightThrough<T>
       Base::compute(a, h, ctx);
       return;
     }
-    Matrix<T>& p = this->p_;
-    p.resize(a.rows(), a.cols());
-    p.array() = sigmoid(a.array() + this->noise_mean());
-    h.array() = indicator_above(p.array(), this->threshold());
+    this->deterministic_forward(a, this->p_, h);  // the evaluation forward, p kept for backward
   }
 
   void differentiate(const MatrixCRef<T>& dh, Matrix<T>& da, Context<T>&) {
